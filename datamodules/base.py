@@ -1,0 +1,288 @@
+"""The SSL datamodule: a labeled and an unlabeled stream plus val/test."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader
+
+from .dataset import SSLDataset
+from .info import DatasetInfo
+from .samplers import ShardedEvalSampler, StreamSampler, steps_for
+from .sources import ImageSource, check_targets
+from .splits import Split, sample_balanced_indices, sample_labeled_indices, targets_fingerprint
+from .views import build_views
+
+DEFAULT_VIEWS = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
+
+
+@dataclass
+class Pool:
+    """What a dataset provides: the training pool, the test set and its facts.
+
+    `labeled_candidates` are the pool indices that may be labeled (e.g. STL-10's
+    train split, not its unlabeled split); `fixed_labeled` is a predefined
+    labeled set (an STL-10 fold, an ImageNet 1%/10% list) that replaces sampling.
+    """
+
+    info: DatasetInfo
+    train: ImageSource
+    test: ImageSource
+    labeled_candidates: np.ndarray | None = None
+    fixed_labeled: np.ndarray | None = None
+
+
+class SSLDataModule(L.LightningDataModule):
+    """Base datamodule for semi-supervised learning.
+
+    Args:
+        root: directory holding (or receiving) the dataset files.
+        num_labels: total labeled images, balanced over classes; None labels all.
+        split_seed: seed of the labeled (and validation) split; independent of
+            the training seed, the rank and the world size.
+        split_file: JSON split file; read and checked when it exists, written otherwise.
+        num_val: images held out of the training pool (balanced) for validation;
+            0 validates on the test set.
+        batch_size: labeled images per step and process.
+        unlabeled_ratio: mu, unlabeled images per labeled image in a step.
+        eval_batch_size: batch size of val/test loaders.
+        num_workers: DataLoader worker processes per loader.
+        download: download missing files (rank 0, in `prepare_data`).
+        include_labeled_in_unlabeled: the unlabeled stream also holds the labeled
+            images (FixMatch's protocol).
+        steps_per_epoch: fixed number of steps per epoch (e.g. 1024 for the
+            2^20-step protocol with max_epochs=1024); None = one pass over the
+            unlabeled set (or the labeled set when there is no unlabeled stream).
+        labeled_views / unlabeled_views: views per stream; None asks the method
+            (its `views` attribute) and falls back to FixMatch's weak / weak+strong.
+            An empty unlabeled list drops the unlabeled stream.
+        shuffle_seed: seed of the data order; None uses Lightning's global seed.
+    """
+
+    def __init__(
+        self,
+        root: str = "data",
+        num_labels: int | None = None,
+        split_seed: int = 0,
+        split_file: str | None = None,
+        num_val: int = 0,
+        batch_size: int = 64,
+        unlabeled_ratio: int = 7,
+        eval_batch_size: int = 256,
+        num_workers: int = 4,
+        download: bool = False,
+        include_labeled_in_unlabeled: bool = True,
+        steps_per_epoch: int | None = None,
+        labeled_views: list | None = None,
+        unlabeled_views: list | None = None,
+        shuffle_seed: int | None = None,
+    ):
+        super().__init__()
+        if batch_size <= 0 or unlabeled_ratio < 0 or eval_batch_size <= 0:
+            raise ValueError("batch_size and eval_batch_size must be positive and unlabeled_ratio non-negative")
+        if steps_per_epoch is not None and steps_per_epoch <= 0:
+            raise ValueError("steps_per_epoch must be positive (or None for one pass over the data)")
+        self.root = Path(root).expanduser()
+        self.num_labels = num_labels
+        self.split_seed = split_seed
+        self.split_file = split_file
+        self.num_val = num_val
+        self.batch_size = batch_size
+        self.unlabeled_ratio = unlabeled_ratio
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.download = download
+        self.include_labeled_in_unlabeled = include_labeled_in_unlabeled
+        self.steps_per_epoch = steps_per_epoch
+        self.labeled_views = labeled_views
+        self.unlabeled_views = unlabeled_views
+        self.shuffle_seed = shuffle_seed
+        self.pool: Pool | None = None
+
+    # ---- what a concrete dataset implements -------------------------------
+    def download_data(self) -> None:
+        """Fetch the files into `root` (called on one process only)."""
+
+    def load_pool(self) -> Pool:
+        raise NotImplementedError
+
+    # ---- lifecycle -------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.download:
+            self.download_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.pool is not None:
+            return
+        pool = self.load_pool()
+        info = pool.info
+        pool.train.targets = check_targets(pool.train.targets, info.num_classes, f"{info.name} training labels", allow_unknown=True)
+        pool.test.targets = check_targets(pool.test.targets, info.num_classes, f"{info.name} test labels")
+        self.pool = pool
+        split = self._resolve_split(pool)
+        self.labeled_indices, self.val_indices = split.labeled, split.val
+        excluded = set(split.val.tolist())
+        if not self.include_labeled_in_unlabeled:
+            excluded |= set(split.labeled.tolist())
+        all_indices = np.arange(len(pool.train))
+        self.unlabeled_indices = all_indices[~np.isin(all_indices, list(excluded))] if excluded else all_indices
+
+    @property
+    def info(self) -> DatasetInfo:
+        self._require_setup()
+        return self.pool.info
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    def _require_setup(self) -> None:
+        if self.pool is None:
+            raise RuntimeError("call datamodule.setup() first (the Trainer does this for you)")
+
+    # ---- splits ----------------------------------------------------------
+    def _sample_split(self, pool: Pool) -> Split:
+        targets = pool.train.targets
+        candidates = pool.labeled_candidates
+        if candidates is None:
+            candidates = np.flatnonzero(targets >= 0)
+        if pool.fixed_labeled is not None:
+            if self.num_labels is not None and self.num_labels != len(pool.fixed_labeled):
+                raise ValueError(
+                    f"num_labels={self.num_labels} conflicts with the predefined labeled set of "
+                    f"{len(pool.fixed_labeled)} images of {pool.info.name}; set num_labels to null"
+                )
+            labeled = np.sort(np.asarray(pool.fixed_labeled, dtype=np.int64))
+        elif self.num_labels is None:
+            labeled = np.sort(candidates)
+        else:
+            labeled = sample_labeled_indices(targets, self.num_labels, self.split_seed, pool.info.num_classes, candidates)
+        val = np.zeros(0, dtype=np.int64)
+        if self.num_val:
+            num_classes = pool.info.num_classes
+            if self.num_val % num_classes:
+                raise ValueError(f"num_val={self.num_val} must be a multiple of the number of classes ({num_classes})")
+            remaining = np.setdiff1d(candidates, labeled)
+            # Salted so the validation draw is not the continuation of the labeled one.
+            val = sample_balanced_indices(targets, self.num_val // num_classes, self.split_seed + 1_000_003, remaining, num_classes)
+        return Split(pool.info.name, len(targets), targets_fingerprint(targets), labeled, val, self.split_seed)
+
+    def _resolve_split(self, pool: Pool) -> Split:
+        name, targets = pool.info.name, pool.train.targets
+        if self.split_file and Path(self.split_file).is_file():
+            split = Split.load(self.split_file)
+            split.check_against(name, targets, self.split_file)
+            if self.num_labels is not None and len(split.labeled) != self.num_labels:
+                raise ValueError(
+                    f"split file {self.split_file} holds {len(split.labeled)} labeled images but num_labels={self.num_labels}; "
+                    "use a matching split file or num_labels"
+                )
+            return split
+        split = self._sample_split(pool)
+        if self.split_file and self._global_rank() == 0:
+            split.save(self.split_file)
+        return split
+
+    # ---- views -----------------------------------------------------------
+    def stream_views(self) -> dict[str, list]:
+        method_views = getattr(self._lightning_module(), "views", None) or {}
+        chosen = {}
+        for stream in ("labeled", "unlabeled"):
+            explicit = getattr(self, f"{stream}_views")
+            chosen[stream] = explicit if explicit is not None else method_views.get(stream, DEFAULT_VIEWS[stream])
+        if self.unlabeled_ratio == 0:
+            chosen["unlabeled"] = []
+        return chosen
+
+    # ---- distributed -----------------------------------------------------
+    def _lightning_module(self):
+        trainer = self.trainer
+        return getattr(trainer, "lightning_module", None) if trainer is not None else None
+
+    def _global_rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def _shuffle_seed(self) -> int:
+        if self.shuffle_seed is not None:
+            return self.shuffle_seed
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    # ---- loaders ---------------------------------------------------------
+    def _loader(self, dataset, batch_size: int, sampler, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=drop_last,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def steps_in_epoch(self, world_size: int | None = None) -> int:
+        """Optimizer steps in one epoch for this world size."""
+        self._require_setup()
+        world = world_size or self._world_size()
+        if self.steps_per_epoch is not None:
+            return self.steps_per_epoch
+        if self.stream_views()["unlabeled"]:
+            global_batch = self.batch_size * self.unlabeled_ratio * world
+            steps = steps_for(len(self.unlabeled_indices), global_batch)
+            if steps == 0:
+                raise ValueError(
+                    f"the unlabeled set ({len(self.unlabeled_indices)} images) is smaller than one global unlabeled "
+                    f"batch ({global_batch}); lower batch_size/unlabeled_ratio or set steps_per_epoch"
+                )
+            return steps
+        return max(1, steps_for(len(self.labeled_indices), self.batch_size * world, drop_last=False))
+
+    def train_dataloader(self) -> CombinedLoader:
+        self._require_setup()
+        rank, world = self._global_rank(), self._world_size()
+        views, steps, seed = self.stream_views(), self.steps_in_epoch(world), self._shuffle_seed()
+        streams = {}
+        labeled = SSLDataset(self.pool.train, self.labeled_indices, build_views(views["labeled"], self.info), "y")
+        streams["labeled"] = self._loader(
+            labeled, self.batch_size, StreamSampler(len(labeled), steps * self.batch_size, 2 * seed, rank, world), True
+        )
+        if views["unlabeled"]:
+            unlabeled = SSLDataset(
+                self.pool.train, self.unlabeled_indices, build_views(views["unlabeled"], self.info), "y_hidden"
+            )
+            batch = self.batch_size * self.unlabeled_ratio
+            sampler = StreamSampler(len(unlabeled), steps * batch, 2 * seed + 1, rank, world)
+            streams["unlabeled"] = self._loader(unlabeled, batch, sampler, True)
+        return CombinedLoader(streams, mode="min_size")
+
+    def _eval_loader(self, source: ImageSource, indices, views) -> DataLoader:
+        dataset = SSLDataset(source, indices, build_views(views, self.info), "y")
+        sampler = ShardedEvalSampler(len(dataset), self._global_rank(), self._world_size())
+        return self._loader(dataset, self.eval_batch_size, sampler, False)
+
+    def val_dataloader(self) -> DataLoader:
+        self._require_setup()
+        if len(self.val_indices):
+            return self._eval_loader(self.pool.train, self.val_indices, "eval")
+        return self.test_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return self._eval_loader(self.pool.test, np.arange(len(self.pool.test)), "eval")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def pool_dataloader(self, views="eval", include_val: bool = False) -> DataLoader:
+        """The training pool (unlabeled indices) in fixed order and sharded, for offline steps
+        such as SCAN's neighbour mining or a clustering pass. Items keep "idx"."""
+        self._require_setup()
+        indices = np.arange(len(self.pool.train)) if include_val else np.union1d(self.unlabeled_indices, self.labeled_indices)
+        return self._eval_loader(self.pool.train, indices, views)

@@ -1,0 +1,3 @@
+"""sslzoo: semi-supervised and clustering methods as Lightning modules."""
+
+__version__ = "0.1.0"

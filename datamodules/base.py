@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from .dataset import SSLDataset
 from .info import DatasetInfo
+from .loaders import ResumableLoader
 from .samplers import ShardedEvalSampler, StreamSampler, steps_for
 from .sources import ImageSource, check_targets
 from .splits import Split, sample_balanced_indices, sample_labeled_indices, targets_fingerprint
@@ -216,15 +217,19 @@ class SSLDataModule(L.LightningDataModule):
         return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     # ---- loaders ---------------------------------------------------------
-    def _loader(self, dataset, batch_size: int, sampler, drop_last: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            drop_last=drop_last,
-            persistent_workers=self.num_workers > 0,
+    def _loader_options(self) -> dict:
+        return dict(num_workers=self.num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0)
+
+    def _batches_done(self) -> int:
+        """Batches the model has consumed in the current epoch (for exact mid-epoch resume)."""
+        trainer = self.trainer
+        if trainer is None or not hasattr(trainer, "fit_loop"):
+            return 0
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+    def _train_loader(self, dataset, batch_size: int, sampler: StreamSampler) -> ResumableLoader:
+        return ResumableLoader(
+            dataset, batch_size=batch_size, sampler=sampler, drop_last=True, batches_done=self._batches_done, **self._loader_options()
         )
 
     def steps_in_epoch(self, world_size: int | None = None) -> int:
@@ -250,8 +255,8 @@ class SSLDataModule(L.LightningDataModule):
         views, steps, seed = self.stream_views(), self.steps_in_epoch(world), self._shuffle_seed()
         streams = {}
         labeled = SSLDataset(self.pool.train, self.labeled_indices, build_views(views["labeled"], self.info), "y")
-        streams["labeled"] = self._loader(
-            labeled, self.batch_size, StreamSampler(len(labeled), steps * self.batch_size, 2 * seed, rank, world), True
+        streams["labeled"] = self._train_loader(
+            labeled, self.batch_size, StreamSampler(len(labeled), steps * self.batch_size, 2 * seed, rank, world)
         )
         if views["unlabeled"]:
             unlabeled = SSLDataset(
@@ -259,13 +264,13 @@ class SSLDataModule(L.LightningDataModule):
             )
             batch = self.batch_size * self.unlabeled_ratio
             sampler = StreamSampler(len(unlabeled), steps * batch, 2 * seed + 1, rank, world)
-            streams["unlabeled"] = self._loader(unlabeled, batch, sampler, True)
+            streams["unlabeled"] = self._train_loader(unlabeled, batch, sampler)
         return CombinedLoader(streams, mode="min_size")
 
     def _eval_loader(self, source: ImageSource, indices, views) -> DataLoader:
         dataset = SSLDataset(source, indices, build_views(views, self.info), "y")
         sampler = ShardedEvalSampler(len(dataset), self._global_rank(), self._world_size())
-        return self._loader(dataset, self.eval_batch_size, sampler, False)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=sampler, **self._loader_options())
 
     def val_dataloader(self) -> DataLoader:
         self._require_setup()

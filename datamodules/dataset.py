@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from .sources import ImageSource
@@ -25,10 +26,16 @@ class SSLDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """`key` is a position, or (position, augmentation seed) from a `StreamSampler`."""
+        i, seed = key if isinstance(key, tuple) else (key, None)
         idx = int(self.indices[i])
-        return {
-            "x": self.transform(self.source.image(idx)),
-            self.label_key: int(self.source.targets[idx]),
-            "idx": idx,
-        }
+        image = self.source.image(idx)
+        if seed is None:
+            x = self.transform(image)
+        else:
+            # Seed only the CPU generator the views draw from, and restore it afterwards.
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed)
+                x = self.transform(image)
+        return {"x": x, self.label_key: int(self.source.targets[idx]), "idx": idx}

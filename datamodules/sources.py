@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image, read_file
+from PIL import Image
 
 UNKNOWN_LABEL = -1
 
@@ -58,7 +58,11 @@ class ArraySource(ImageSource):
 
 
 class FileSource(ImageSource):
-    """Images decoded from files (JPEG/PNG/...) to RGB uint8 tensors on access."""
+    """Images decoded from files (JPEG/PNG/...) to RGB uint8 tensors on access.
+
+    Decoding goes through Pillow (libjpeg-turbo), torchvision's own decoders being
+    deprecated since 0.29; everything after decoding works on tensors.
+    """
 
     def __init__(self, paths: Sequence[str | Path], targets):
         self.paths = [str(p) for p in paths]
@@ -67,8 +71,10 @@ class FileSource(ImageSource):
     def image(self, index: int) -> torch.Tensor:
         path = self.paths[index]
         try:
-            return decode_image(read_file(path), mode=ImageReadMode.RGB)
-        except Exception as err:  # torchvision raises RuntimeError/ValueError for corrupt data
+            with Image.open(path) as img:
+                pixels = np.array(img.convert("RGB"))
+            return torch.from_numpy(pixels).permute(2, 0, 1)
+        except Exception as err:  # Pillow raises OSError / SyntaxError / ValueError for corrupt data
             raise RuntimeError(
                 f"cannot decode image file {path} ({err}); the file is corrupt or not an image: "
                 "replace or delete it"

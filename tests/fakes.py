@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-import torch
-from torchvision.io import encode_jpeg, encode_png, write_file
+from PIL import Image
 
 
 def _images(rng: np.random.Generator, n: int, size: int, channels: int = 3) -> np.ndarray:
@@ -89,16 +88,15 @@ def write_stl10(root: Path, num_train: int = 50, num_test: int = 20, num_unlabel
 
 def write_image_folder(root: Path, splits=("train", "val"), classes=("n01", "n02", "n03"), per_class=(6, 2), size=40, seed=0, ext="JPEG") -> Path:
     """root/<split>/<class>/<class>_<i>.<ext>, ImageNet-style names, varying image sizes."""
-    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     for split, n in zip(splits, per_class):
         for c in classes:
             folder = Path(root) / split / c
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                h, w = size + int(torch.randint(0, 8, (), generator=gen)), size + int(torch.randint(0, 8, (), generator=gen))
-                img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
-                data = encode_jpeg(img) if ext.lower() in ("jpeg", "jpg") else encode_png(img)
-                write_file(str(folder / f"{c}_{split}{i}.{ext}"), data)
+                h, w = size + rng.integers(0, 8), size + rng.integers(0, 8)
+                pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{c}_{split}{i}.{ext}", format="JPEG" if ext.lower() in ("jpeg", "jpg") else "PNG")
     return Path(root)
 
 

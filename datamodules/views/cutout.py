@@ -27,8 +27,11 @@ class Cutout(torch.nn.Module):
         centre = int(torch.randint(h * w, (), generator=generator))
         y0, x0 = divmod(centre, w)
         top, left = y0 - self.size // 2, x0 - self.size // 2
+        bottom, right = min(h, top + self.size), min(w, left + self.size)
+        top, left = max(0, top), max(0, left)
         out = img.clone()
-        out[..., max(0, top) : max(0, top + self.size), max(0, left) : max(0, left + self.size)] = self.fill
+        if bottom > top and right > left:
+            out.narrow(-2, top, bottom - top).narrow(-1, left, right - left).fill_(self.fill)
         return out
 
     def extra_repr(self) -> str:

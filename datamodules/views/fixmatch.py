@@ -8,14 +8,14 @@ from .normalize import Normalize
 from .randaugment import FixMatchRandAugment
 
 
-def weak_view(info, hflip: bool | None = None) -> View:
+def weak_view(info, hflip: bool | None = None, translate: float = 0.125) -> View:
     """Flip (p=0.5, none for SVHN) then translate up to 12.5% with reflect padding."""
-    return View(random_crop_geometry(info, hflip), Normalize(info.mean, info.std))
+    return View(random_crop_geometry(info, hflip, translate), Normalize(info.mean, info.std))
 
 
-def strong_view(info, num_ops: int = 2, cutout_fraction: float = 0.5, hflip: bool | None = None) -> View:
+def strong_view(info, num_ops: int = 2, cutout_fraction: float = 0.5, hflip: bool | None = None, translate: float = 0.125) -> View:
     """Weak + FixMatch RandAugment (2 of 14 ops, random magnitude, p=0.5 each) + Cutout (16 px on 32 px)."""
-    augmentations = random_crop_geometry(info, hflip) + [
+    augmentations = random_crop_geometry(info, hflip, translate) + [
         FixMatchRandAugment(num_ops=num_ops),
         Cutout(round(cutout_fraction * info.image_size)),
     ]

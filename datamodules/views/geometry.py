@@ -45,7 +45,7 @@ def resize_center_crop(size: int, crop_fraction: float = 0.875) -> v2.Compose:
     return v2.Compose([v2.Resize(round(size / crop_fraction), antialias=True), v2.CenterCrop(size)])
 
 
-def random_crop_geometry(info, hflip: bool | None = None) -> list[torch.nn.Module]:
+def random_crop_geometry(info, hflip: bool | None = None, translate: float = 0.125) -> list[torch.nn.Module]:
     """The 'weak' geometry: flip + translate for fixed-size data, resized crop + flip otherwise."""
     flip = info.hflip if hflip is None else hflip
     ops: list[torch.nn.Module] = []
@@ -53,6 +53,6 @@ def random_crop_geometry(info, hflip: bool | None = None) -> list[torch.nn.Modul
         ops.append(v2.RandomResizedCrop(info.image_size, antialias=True))
     if flip:
         ops.append(RandomHorizontalFlip())
-    if info.fixed_size:
-        ops.append(RandomTranslate(0.125))
+    if info.fixed_size and translate > 0:
+        ops.append(RandomTranslate(translate))
     return ops

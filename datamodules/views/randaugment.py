@@ -18,33 +18,62 @@ from torch import Tensor
 
 # --- PIL's pointwise and blending ops -------------------------------------------------
 
-# ITU-R 601-2 luma in PIL's 16-bit fixed point (Convert.c, rgb2l). Every partial
-# sum stays below 2**24, so float32 computes it exactly.
-_LUMA = (19595.0, 38470.0, 7471.0)
+# ITU-R 601-2 luma in PIL's 16-bit fixed point (Convert.c: L = (19595 R + 38470 G + 7471 B
+# + 2**15) >> 16). Every partial sum stays below 2**24, so float32 computes it exactly.
+_LUMA_WEIGHTS = torch.tensor([[19595.0, 38470.0, 7471.0]])
+_LUMA_ROUNDING = torch.tensor(32768.0)
 
 
 def _gray(x: Tensor) -> Tensor:
     """PIL ``convert("L")`` of a float (C, H, W) tensor holding integers, as (1, H, W)."""
-    if x.shape[0] == 1:
-        return x
     c, h, w = x.shape
-    weights = x.new_tensor(_LUMA).view(1, 3)
-    luma = weights.mm(x.reshape(c, h * w)).add_(32768.0).mul_(1.0 / 65536.0).floor_()
-    return luma.view(1, h, w)
+    if c == 1:
+        return x
+    luma = torch.addmm(_LUMA_ROUNDING, _LUMA_WEIGHTS, x.reshape(c, h * w))
+    return luma.mul_(1.0 / 65536.0).floor_().view(1, h, w)
 
 
 def _blend(degenerate: Tensor | float, x: Tensor, factor: float) -> Tensor:
-    """PIL ``Image.blend(degenerate, img, factor)``: ``degenerate + factor * (img - degenerate)``
-    in float32, clipped and truncated to uint8 (Pillow's ImagingBlend)."""
+    """PIL ``Image.blend(degenerate, img, factor)`` on float images: ``degenerate + factor *
+    (img - degenerate)`` in float32, clipped and truncated to uint8 (Pillow's ImagingBlend)."""
     out = (x - degenerate).mul_(factor).add_(degenerate)
     if not 0.0 <= factor <= 1.0:
         out.clamp_(0.0, 255.0)
     return out.to(torch.uint8)
 
 
+# Pointwise ops that depend on the pixel value only are 256-entry lookup tables,
+# built once per level (PIL applies them as tables too).
+_VALUES = torch.arange(256)
+
+
+def _lookup(img: Tensor, table: Tensor) -> Tensor:
+    return table.take(img.long())
+
+
+@functools.lru_cache(maxsize=64)
+def _brightness_table(factor: float) -> Tensor:
+    return _blend(0.0, _VALUES.float(), factor)
+
+
+@functools.lru_cache(maxsize=64)
+def _solarize_table(threshold: int) -> Tensor:
+    return torch.where(_VALUES >= threshold, 255 - _VALUES, _VALUES).to(torch.uint8)
+
+
 def brightness(img: Tensor, factor: float) -> Tensor:
     """``ImageEnhance.Brightness``: blend with black."""
-    return _blend(0.0, img.float(), factor)
+    return _lookup(img, _brightness_table(factor))
+
+
+def solarize(img: Tensor, threshold: int) -> Tensor:
+    """``ImageOps.solarize``: invert the pixels >= threshold."""
+    return _lookup(img, _solarize_table(threshold))
+
+
+def posterize(img: Tensor, bits: int) -> Tensor:
+    """``ImageOps.posterize``: keep the `bits` most significant bits."""
+    return img & (256 - (1 << (8 - bits)))
 
 
 def color(img: Tensor, factor: float) -> Tensor:
@@ -63,80 +92,86 @@ def contrast(img: Tensor, factor: float) -> Tensor:
     return _blend(float(mean), x, factor)
 
 
-@functools.lru_cache(maxsize=8)
-def _smooth_kernel(channels: int) -> Tensor:
-    kernel = torch.ones(3, 3)
-    kernel[1, 1] = 5.0
-    return kernel.expand(channels, 1, 3, 3).contiguous()
+@functools.lru_cache(maxsize=16)
+def _smooth_operators(height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``ImageFilter.SMOOTH`` as (13 * smoothed) = rows @ img @ cols + weights * img.
+
+    rows @ img @ cols is the 3x3 box sum on the interior and 0 on the one-pixel
+    border; `weights` adds the extra centre weight 4 inside and 13 * img on the
+    border, which PIL copies unfiltered.
+    """
+
+    def box_sum(n: int) -> Tensor:
+        band = torch.ones(n, n).triu(-1).tril(1)
+        band[0] = band[-1] = 0.0
+        return band
+
+    weights = torch.full((height, width), 13.0)
+    weights[1:-1, 1:-1] = 4.0
+    return box_sum(height), box_sum(width).T.contiguous(), weights
 
 
 def sharpness(img: Tensor, factor: float) -> Tensor:
-    """``ImageEnhance.Sharpness``: blend with ``ImageFilter.SMOOTH``.
-
-    SMOOTH is the 3x3 kernel [[1,1,1],[1,5,1],[1,1,1]] / 13, rounded to nearest,
-    with the one-pixel border copied from the input; so only the interior changes.
-    """
-    c, h, w = img.shape
+    """``ImageEnhance.Sharpness``: blend with ``ImageFilter.SMOOTH``, the 3x3 kernel
+    [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 rounded to nearest, border pixels unchanged."""
+    h, w = img.shape[-2:]
     if h < 3 or w < 3:
         return img
+    rows, cols, weights = _smooth_operators(h, w)
     x = img.float()
-    weighted_sum = torch.conv2d(x.unsqueeze(0), _smooth_kernel(c), groups=c).squeeze(0)
-    smoothed = weighted_sum.add_(6.0).div_(13.0).floor_()  # exact: integer numerator < 2**24
-    out = img.clone()
-    out[:, 1:-1, 1:-1] = _blend(smoothed, x[:, 1:-1, 1:-1], factor)
-    return out
+    # Integer sums below 2**24: float32 is exact, and so is the rounding division.
+    smoothed = torch.matmul(torch.matmul(rows, x), cols).addcmul_(x, weights)
+    smoothed = smoothed.add_(6.0).div_(13.0).floor_()
+    return _blend(smoothed, x, factor)
 
 
 def autocontrast(img: Tensor) -> Tensor:
     """``ImageOps.autocontrast`` (no cutoff): stretch each channel's [min, max] to [0, 255]."""
     c = img.shape[0]
     lo, hi = (t.tolist() for t in img.reshape(c, -1).aminmax(dim=1))
-    # PIL's per-channel lut: int(ix * scale + offset) in double precision.
+    # PIL's table is int(v * scale + offset) in double precision; float32 or exact
+    # integer arithmetic differ from it by one level for about a fifth of (lo, hi).
     scale = [255.0 / (h - l) if h > l else 1.0 for l, h in zip(lo, hi)]
     offset = [-l * s if h > l else 0.0 for l, h, s in zip(lo, hi, scale)]
-    scale_t = torch.tensor(scale, dtype=torch.float64).view(c, 1, 1)
-    offset_t = torch.tensor(offset, dtype=torch.float64).view(c, 1, 1)
-    return img.double().mul_(scale_t).add_(offset_t).clamp_(0.0, 255.0).to(torch.uint8)
+    params = torch.tensor([scale, offset], dtype=torch.float64).view(2, c, 1, 1)
+    # Results lie in [-1e-13, 255 + 1e-13], so truncating to uint8 needs no clamp.
+    return img.double().mul_(params[0]).add_(params[1]).to(torch.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _channel_offsets(channels: int) -> Tensor:
+    return torch.arange(0, 256 * channels, 256).view(channels, 1)
 
 
 def equalize(img: Tensor) -> Tensor:
-    """``ImageOps.equalize``, per channel, with integer arithmetic like PIL's lut."""
+    """``ImageOps.equalize``, per channel, with PIL's integer arithmetic."""
     c = img.shape[0]
-    flat = img.reshape(c, -1).long()
-    keyed = flat if c == 1 else flat + torch.arange(0, 256 * c, 256).view(c, 1)
-    hist = torch.bincount(keyed.view(-1), minlength=256 * c).view(c, 256)
-    # step = (pixel count - count of the largest value) // 255; step 0 keeps the channel.
-    top_count = hist.gather(1, flat.amax(dim=1, keepdim=True))
-    step = (flat.shape[1] - top_count) // 255
-    lut = (hist.cumsum(1) - hist + step // 2).div_(step.clamp(min=1), rounding_mode="floor")
-    lut = torch.where(step > 0, lut.clamp_(max=255), torch.arange(256))
-    return lut.gather(1, flat).to(torch.uint8).view_as(img)
-
-
-def solarize(img: Tensor, threshold: int) -> Tensor:
-    """``ImageOps.solarize``: invert the pixels >= threshold."""
-    if threshold > 255:
-        return img
-    return torch.where(img >= threshold, 255 - img, img)
-
-
-def posterize(img: Tensor, bits: int) -> Tensor:
-    """``ImageOps.posterize``: keep the `bits` most significant bits."""
-    return img & (256 - (1 << (8 - bits)))
+    keyed = img.reshape(c, -1).long() + _channel_offsets(c)  # value + 256 * channel
+    hist = torch.bincount(keyed.reshape(-1), minlength=256 * c).view(c, 256)
+    below = hist.cumsum(1).sub_(hist)  # number of pixels below each value
+    # step = (pixels - pixels at the top value) // 255; a zero step keeps the channel.
+    steps = [n // 255 for n in below.view(-1).take(keyed.amax(dim=1)).tolist()]
+    params = torch.tensor([[s // 2 for s in steps], [max(s, 1) for s in steps]]).view(2, c, 1)
+    table = below.add_(params[0]).div_(params[1], rounding_mode="floor").clamp_(max=255)
+    for channel, step in enumerate(steps):
+        if step == 0:
+            table[channel] = _VALUES
+    return table.view(-1).take(keyed).to(torch.uint8).view_as(img)
 
 
 # --- PIL's nearest-neighbour affine transform ------------------------------------------
 
 
 @functools.lru_cache(maxsize=1024)
-def _affine_source(coeffs: tuple[float, ...], height: int, width: int) -> tuple[Tensor, Tensor]:
-    """Source pixel of every output pixel for ``Image.transform(AFFINE, coeffs, NEAREST)``.
+def _affine_source(coeffs: tuple[float, ...], channels: int, height: int, width: int) -> tuple[Tensor, Tensor | None]:
+    """Where each output pixel of ``Image.transform(AFFINE, coeffs, NEAREST)`` reads the input.
 
     The output pixel (x, y) reads the input at floor(a (x + .5) + b (y + .5) + c),
     floor(d (x + .5) + e (y + .5) + f), evaluated in Pillow's 16.16 fixed point
-    (Geometry.c, affine_fixed). For pure integer translations Pillow takes another
-    code path (ImagingScaleAffine) that gives the same indices.
-    Returns the flat source index and the mask of output pixels with no source.
+    (Geometry.c, affine_fixed). For integer translations Pillow takes another code
+    path (ImagingScaleAffine) that gives the same pixels.
+    Returns flat indices into the (C, H, W) input and the mask of the output pixels
+    that fall outside it (None when there are none).
     """
     a, b, c, d, e, f = coeffs
 
@@ -148,16 +183,19 @@ def _affine_source(coeffs: tuple[float, ...], height: int, width: int) -> tuple[
     src_x = (fix(c + a * 0.5 + b * 0.5) + ys * fix(b) + xs * fix(a)) >> 16
     src_y = (fix(f + d * 0.5 + e * 0.5) + ys * fix(e) + xs * fix(d)) >> 16
     inside = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
-    index = torch.where(inside, src_y * width + src_x, 0)
-    return index.flatten(), ~inside.flatten()
+    pixel = torch.where(inside, src_y * width + src_x, 0).view(1, -1)
+    index = (pixel + torch.arange(channels).view(-1, 1) * (height * width)).view(-1)
+    outside = ~inside.view(1, -1).expand(channels, -1).reshape(-1)
+    return index, (outside if bool(outside.any()) else None)
 
 
 def affine(img: Tensor, coeffs: tuple[float, ...], fill: int) -> Tensor:
     """``Image.transform(size, AFFINE, coeffs, NEAREST, fillcolor=fill)``; coeffs map output to input."""
-    c, h, w = img.shape
-    index, outside = _affine_source(tuple(float(v) for v in coeffs), h, w)
-    out = img.reshape(c, h * w).index_select(1, index)
-    return out.masked_fill_(outside, fill).view(c, h, w)
+    index, outside = _affine_source(tuple(float(v) for v in coeffs), *img.shape)
+    out = img.reshape(-1).take(index)
+    if outside is not None:
+        out.masked_fill_(outside, fill)
+    return out.view_as(img)
 
 
 def rotate(img: Tensor, degrees: float, fill: int) -> Tensor:

@@ -1,0 +1,30 @@
+"""Callbacks the CLI adds to every run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+def checkpoint_dir(default_root_dir: str | None) -> str:
+    """Checkpoints live in a fixed folder under the run directory, so `--ckpt_path last`
+    finds the previous run's last.ckpt (logger versions would hide it)."""
+    return str(Path(default_root_dir or ".") / "checkpoints")
+
+
+class LogCheckpointPaths(L.Callback):
+    """Record where the best and last checkpoints are, in every logger (W&B summary included)."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        callback = trainer.checkpoint_callback
+        if not isinstance(callback, ModelCheckpoint):
+            return
+        paths = {"checkpoint/best": callback.best_model_path, "checkpoint/last": callback.last_model_path}
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            summary = getattr(experiment, "summary", None)
+            if summary is not None and hasattr(summary, "update"):  # wandb run
+                summary.update(paths)
+            else:
+                logger.log_hyperparams(paths)

@@ -1,0 +1,25 @@
+"""Learning-rate multipliers as functions of the optimizer step (for LambdaLR)."""
+from __future__ import annotations
+
+import math
+
+
+def fixmatch_cosine(step: int, total_steps: int) -> float:
+    """FixMatch: lr * cos(7 pi k / (16 K))."""
+    return math.cos(7.0 * math.pi * step / (16.0 * max(1, total_steps)))
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int = 0, final_fraction: float = 0.0) -> float:
+    """Linear warm-up from 0, then half-cosine down to `final_fraction` of the base lr."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    progress = min(progress, 1.0)
+    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def constant(step: int, total_steps: int) -> float:
+    return 1.0
+
+
+SCHEDULES = {"fixmatch_cosine": fixmatch_cosine, "warmup_cosine": warmup_cosine, "constant": constant}

@@ -1,0 +1,167 @@
+"""What every method shares: network, optimizer/schedule, EMA, evaluation, logging, safety checks."""
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ..modules import EMA, Classifier, classification_metrics, update_classification_metrics
+from ..nets import build_backbone
+from .optim import build_optimizer, build_scheduler, param_groups
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+class SSLMethod(L.LightningModule):
+    """Base of all methods.
+
+    Subclasses set `views` (what the datamodule produces per stream) and write
+    `training_step` in the paper's terms, returning `self.total_loss({...})`.
+
+    Args:
+        num_classes: classes of the classifier head (checked against the data).
+        backbone: a name understood by `sslzoo.nets.build_backbone` ("wrn_28_2", "timm:resnet50", ...).
+        backbone_options: keyword arguments for the backbone.
+        optimizer: "sgd" (Nesterov by default), "lars" or "adamw".
+        lr, momentum, nesterov, weight_decay: optimizer settings (no decay on BN and biases).
+        scheduler: "fixmatch_cosine" (cos(7 pi k / 16 K)), "warmup_cosine" or "constant",
+            stepped per optimizer step over `trainer.estimated_stepping_batches`.
+        warmup_steps, final_lr_fraction: for "warmup_cosine".
+        ema_decay: keep an EMA of the network and evaluate with it; None disables.
+        ema_buffers: how the EMA treats BN statistics ("average", "copy", "own").
+    """
+
+    views: dict[str, list] = {"labeled": ["weak"], "unlabeled": []}
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        backbone: str = "wrn_28_2",
+        backbone_options: dict | None = None,
+        optimizer: str = "sgd",
+        lr: float = 0.03,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 5e-4,
+        scheduler: str = "fixmatch_cosine",
+        warmup_steps: int = 0,
+        final_lr_fraction: float = 0.0,
+        ema_decay: float | None = None,
+        ema_buffers: str = "average",
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.num_classes = num_classes
+        self.network = Classifier(build_backbone(backbone, **(backbone_options or {})), num_classes)
+        self.ema = EMA(self.network, ema_decay, ema_buffers) if ema_decay is not None else None
+        self.val_metrics = classification_metrics(num_classes, "val/")
+        self.test_metrics = classification_metrics(num_classes, "test/")
+
+    # ---- networks ----------------------------------------------------------
+    @property
+    def eval_network(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.eval_network(x)
+
+    def ema_decay_at(self, num_updates: int) -> float:
+        """The EMA decay for the update after `num_updates` earlier ones (constant by default)."""
+        return self.ema.decay
+
+    # ---- set-up checks -----------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data_classes = getattr(datamodule, "num_classes", None) if datamodule is not None else None
+        if data_classes is not None and data_classes != self.num_classes:
+            raise ValueError(
+                f"model.num_classes={self.num_classes} but the data has {data_classes} classes; "
+                f"set --model.init_args.num_classes {data_classes}"
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sslzoo"] = self._identity()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("sslzoo")
+        if saved is None:
+            raise ValueError("this checkpoint was not written by sslzoo (no 'sslzoo' entry); load its weights by hand")
+        mine = self._identity()
+        if saved != mine:
+            diff = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs this run {mine.get(k)!r}" for k in mine if saved.get(k) != mine.get(k))
+            raise ValueError(f"checkpoint does not fit this model ({diff}); resume with the same method, backbone and classes")
+
+    def _identity(self) -> dict:
+        return {"method": type(self).__name__, "backbone": self.hparams.backbone, "num_classes": self.num_classes, "ema": self.ema is not None}
+
+    # ---- optimisation ------------------------------------------------------
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        return [self.network]
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = param_groups(self.trainable_modules(), hp.weight_decay)
+        optimizer = build_optimizer(groups, hp.optimizer, hp.lr, hp.momentum, hp.nesterov)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = build_scheduler(optimizer, hp.scheduler, total, hp.warmup_steps, hp.final_lr_fraction)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # Lightning calls this once per real optimizer step (not per accumulated
+        # micro-batch), and before any callback can checkpoint the step.
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.network, self.ema_decay_at(int(self.ema.num_updates)))
+
+    # ---- losses and logging ------------------------------------------------
+    def total_loss(self, terms: dict[str, torch.Tensor], batch_size: int | None = None) -> torch.Tensor:
+        """Sum the (already weighted) loss terms, refuse non-finite ones, log each."""
+        total = sum(terms.values())
+        if not torch.isfinite(total):
+            bad = [name for name, value in terms.items() if not torch.isfinite(value)]
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): term(s) {', '.join(bad)} "
+                f"= {', '.join(str(float(terms[b].detach())) for b in bad)}. Lower the learning rate, check the inputs, "
+                "or disable mixed precision to find the cause."
+            )
+        for name, value in terms.items():
+            self.log(f"train/loss_{name}", value.detach(), batch_size=batch_size)
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=batch_size)
+        return total
+
+    def log_pseudo_labels(self, pseudo_labels: torch.Tensor, mask: torch.Tensor, hidden_labels: torch.Tensor) -> None:
+        """Mask rate and pseudo-label accuracy against the hidden true labels (-1 = unknown)."""
+        known = hidden_labels >= 0
+        mask = mask.float()
+        correct = (pseudo_labels == hidden_labels).float() * known
+        self.log("train/mask_rate", mask.mean(), prog_bar=True, batch_size=len(mask))
+        self.log("train/pseudo_acc_all", correct.sum() / known.sum().clamp_min(1), batch_size=len(mask))
+        self.log("train/pseudo_acc_masked", (correct * mask).sum() / (mask * known).sum().clamp_min(1), prog_bar=True, batch_size=len(mask))
+
+    # ---- evaluation --------------------------------------------------------
+    def _evaluate(self, batch: dict, metrics, prefix: str) -> None:
+        logits = self.eval_network(batch["x"])
+        loss = F.cross_entropy(logits, batch["y"])
+        update_classification_metrics(metrics, logits, batch["y"])
+        self.log(f"{prefix}loss", loss, batch_size=len(batch["y"]), sync_dist=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_metrics, "val/")
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.log("val/acc", values.pop("val/acc"), prog_bar=True)
+        self.log_dict(values)
+        self.val_metrics.reset()
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, self.test_metrics, "test/")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def predict_step(self, batch, batch_idx):
+        return {"logits": self.eval_network(batch["x"]), "idx": batch["idx"]}

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..functional import confident_pseudo_labels, masked_cross_entropy
+from .base import SSLMethod
+
+
+class FixMatch(SSLMethod):
+    """FixMatch (Sohn et al., 2020).
+
+    For a labeled batch of B and unlabeled batch of muB:
+      1. one forward over [labeled weak; unlabeled weak; unlabeled strong] (one BN batch);
+      2. pseudo-label q = argmax softmax(weak logits), mask = max prob >= threshold;
+      3. L = CE(labeled) + lambda_u * mean_over_muB[mask * CE(strong logits, q)]  (Eq. 4).
+    Evaluation uses the EMA of the weights (decay 0.999).
+    """
+
+    views = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
+
+    def __init__(self, threshold: float = 0.95, lambda_u: float = 1.0, ema_decay: float | None = 0.999, **kwargs):
+        super().__init__(ema_decay=ema_decay, **kwargs)
+        self.threshold = threshold
+        self.lambda_u = lambda_u
+
+    def training_step(self, batch, batch_idx):
+        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
+        weak, strong = unlabeled["x"]
+        num_labeled, num_unlabeled = len(labeled["y"]), len(weak)
+        logits = self.network(torch.cat([labeled["x"], weak, strong]))
+        logits_labeled, logits_weak, logits_strong = logits.split([num_labeled, num_unlabeled, num_unlabeled])
+
+        pseudo_labels, mask, _ = confident_pseudo_labels(logits_weak, self.threshold)
+        self.log_pseudo_labels(pseudo_labels, mask, unlabeled["y_hidden"])
+        return self.total_loss(
+            {
+                "sup": F.cross_entropy(logits_labeled, labeled["y"]),
+                "unsup": self.lambda_u * masked_cross_entropy(logits_strong, pseudo_labels, mask),
+            },
+            num_labeled,
+        )

@@ -1,0 +1,47 @@
+"""Optimizers and per-step LR schedules shared by every method."""
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from ..functional.schedules import SCHEDULES
+
+OPTIMIZERS = ("sgd", "lars", "adamw")
+
+
+def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+    """Weight decay on weights only: BatchNorm parameters and biases (1-D tensors) get none,
+    as FixMatch's explicit L2 loss over conv/dense kernels does."""
+    decay, no_decay = [], []
+    seen = set()
+    for module in modules:
+        for param in module.parameters():
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(groups: list[dict], name: str, lr: float, momentum: float = 0.9, nesterov: bool = True) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+    if name == "lars":
+        from timm.optim import Lars
+
+        # timm's LARS adapts only groups with weight decay, so BN/bias are excluded as in SwAV.
+        return Lars(groups, lr=lr, momentum=momentum, trust_coeff=0.001)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+
+
+def build_scheduler(optimizer, name: str, total_steps: int, warmup_steps: int = 0, final_lr_fraction: float = 0.0):
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULES)}")
+    schedule = SCHEDULES[name]
+    if name == "warmup_cosine":
+        schedule = functools.partial(schedule, warmup_steps=warmup_steps, final_fraction=final_lr_fraction)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step, total_steps))

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from .base import SSLMethod
+
+
+class Supervised(SSLMethod):
+    """The labeled-only baseline: cross-entropy on weakly augmented labeled images."""
+
+    views = {"labeled": ["weak"], "unlabeled": []}
+
+    def training_step(self, batch, batch_idx):
+        labeled = batch["labeled"]
+        logits = self.network(labeled["x"])
+        return self.total_loss({"sup": F.cross_entropy(logits, labeled["y"])}, len(labeled["y"]))

@@ -1,0 +1,61 @@
+"""Stopping at any step and resuming from the checkpoint continues exactly."""
+import lightning as L
+import pytest
+import torch
+
+import tiny
+from sslzoo.methods import FixMatch, MeanTeacher, Supervised
+
+BACKBONE, BACKBONE_OPTIONS = tiny.TINY_BACKBONES["tiny_wrn"]
+
+
+class StopAt(L.Callback):
+    """Save a checkpoint after `step` optimizer steps and stop, like a pre-empted job."""
+
+    def __init__(self, step: int, path):
+        self.step, self.path = step, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+            trainer.should_stop = True
+
+
+def _run(tmp_path, method_cls, total_steps, stop_at=None, ckpt=None, **method_kwargs):
+    L.seed_everything(0)
+    dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=4)
+    method = method_cls(num_classes=4, backbone=BACKBONE, backbone_options=BACKBONE_OPTIONS, **method_kwargs)
+    callbacks = [StopAt(stop_at, tmp_path / "stop.ckpt")] if stop_at else []
+    trainer = tiny.tiny_trainer(tmp_path, max_steps=total_steps, callbacks=callbacks)
+    trainer.fit(method, datamodule=dm, ckpt_path=ckpt)
+    return method, trainer
+
+
+@pytest.mark.parametrize("method_cls, stop_at", [(FixMatch, 3), (FixMatch, 4), (MeanTeacher, 6)])
+def test_resume_equals_uninterrupted_run(tmp_path, method_cls, stop_at):
+    """Bit-exact on CPU: params, EMA/teacher, optimizer and data order (mid-epoch and at an epoch end)."""
+    full, full_trainer = _run(tmp_path / "a", method_cls, 10)
+    _run(tmp_path / "b", method_cls, 10, stop_at=stop_at)
+    resumed, resumed_trainer = _run(tmp_path / "c", method_cls, 10, ckpt=tmp_path / "b" / "stop.ckpt")
+    assert resumed_trainer.global_step == full_trainer.global_step == 10
+    expected, actual = tiny.weights(full), tiny.weights(resumed)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+    opt_full = full_trainer.optimizers[0].state_dict()["state"]
+    opt_resumed = resumed_trainer.optimizers[0].state_dict()["state"]
+    for key in opt_full:
+        assert torch.equal(opt_full[key]["momentum_buffer"], opt_resumed[key]["momentum_buffer"])
+    assert full_trainer.lr_scheduler_configs[0].scheduler.last_epoch == resumed_trainer.lr_scheduler_configs[0].scheduler.last_epoch
+
+
+def test_checkpoints_load_weights_only(tmp_path):
+    _run(tmp_path, FixMatch, 4, stop_at=2)
+    checkpoint = torch.load(tmp_path / "stop.ckpt", weights_only=True)
+    assert checkpoint["sslzoo"]["method"] == "FixMatch" and "ema.num_updates" in checkpoint["state_dict"]
+
+
+def test_checkpoint_of_another_method_is_a_clear_error(tmp_path):
+    _run(tmp_path / "a", FixMatch, 4, stop_at=2)
+    with pytest.raises(ValueError, match="method: checkpoint 'FixMatch' vs this run 'Supervised'"):
+        _run(tmp_path / "b", Supervised, 4, ckpt=tmp_path / "a" / "stop.ckpt")

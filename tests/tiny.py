@@ -1,0 +1,64 @@
+"""Tiny data, backbones and trainers for end-to-end method tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+import fakes
+from datamodules import ArrayDataModule
+from sslzoo.nets import BACKBONES, WideResNet
+
+
+class TinyMLP(nn.Module):
+    """A batch-independent backbone (no BatchNorm): per-sample math, so sharding a batch
+    over processes changes nothing and DDP must equal one process."""
+
+    def __init__(self, in_features: int = 3 * 8 * 8, feature_dim: int = 16):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 32), nn.ReLU(), nn.Linear(32, feature_dim), nn.ReLU())
+
+    def forward(self, x):
+        return self.net(x)
+
+
+BACKBONES.setdefault("tiny_mlp", TinyMLP)
+BACKBONES.setdefault("wide_resnet", WideResNet)
+
+TINY_BACKBONES = {
+    "tiny_mlp": ("tiny_mlp", {}),
+    "tiny_wrn": ("wide_resnet", {"depth": 10, "widen_factor": 1}),
+}
+
+
+def tiny_npz(tmp_path: Path, size: int = 8, num_train: int = 64, num_test: int = 16, num_classes: int = 4) -> Path:
+    return fakes.write_npz(Path(tmp_path) / "tiny.npz", num_train=num_train, num_test=num_test, num_classes=num_classes, size=size)
+
+
+def tiny_datamodule(path: Path, **overrides) -> ArrayDataModule:
+    options = dict(num_labels=8, batch_size=4, unlabeled_ratio=2, eval_batch_size=16, num_workers=0, shuffle_seed=0)
+    options.update(overrides)
+    return ArrayDataModule(str(path), **options)
+
+
+def tiny_trainer(tmp_path: Path, **overrides) -> L.Trainer:
+    options = dict(
+        default_root_dir=str(tmp_path),
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        deterministic=True,
+    )
+    options.update(overrides)
+    return L.Trainer(**options)
+
+
+def weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}

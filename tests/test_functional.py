@@ -83,3 +83,11 @@ def test_cluster_accuracy_with_permuted_ids():
     metric.update(preds[:3], targets[:3])
     metric.update(preds[3:], targets[3:])
     assert metric.compute().item() == pytest.approx(5 / 6)
+
+
+def test_linear_decay_schedule():
+    from sslzoo.functional import linear_decay
+
+    assert linear_decay(500, 1200, decay_start=5 / 6) == 1.0
+    assert linear_decay(1100, 1200, decay_start=5 / 6) == pytest.approx(0.5)
+    assert linear_decay(1200, 1200, decay_start=5 / 6) == 0.0

@@ -9,7 +9,7 @@ from torch import nn
 
 import fakes
 from datamodules import ArrayDataModule
-from sslzoo.nets import BACKBONES, WideResNet
+from sslzoo.nets import BACKBONES
 
 
 class TinyMLP(nn.Module):
@@ -26,7 +26,6 @@ class TinyMLP(nn.Module):
 
 
 BACKBONES.setdefault("tiny_mlp", TinyMLP)
-BACKBONES.setdefault("wide_resnet", WideResNet)
 
 TINY_BACKBONES = {
     "tiny_mlp": ("tiny_mlp", {}),

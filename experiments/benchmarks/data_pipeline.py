@@ -228,6 +228,8 @@ def main(argv=None) -> dict:
             "pillow": PIL.__version__,
             "numpy": np.__version__,
             "main_process_torch_threads": torch.get_num_threads(),
+            # Other processes on the machine skew every number; compare within one run only.
+            "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
         },
         "data": {**data_info, "num_images": len(images), "image_shape": list(images.shape[1:])},
         "settings": {
@@ -260,6 +262,7 @@ def main(argv=None) -> dict:
         for name, t in result["per_op_us"].items():
             print(f"{name:13s} ours {t['ours_us']:7.1f} us   PIL {t['pil_us']:7.1f} us")
 
+    result["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -3,7 +3,7 @@ from .clustering import cluster_accuracy, confusion_counts, hungarian_match
 from .losses import masked_cross_entropy, soft_cross_entropy, softmax_kl, softmax_mse
 from .pseudo_labels import confident_pseudo_labels
 from .ramps import linear_rampup, sigmoid_rampup
-from .schedules import SCHEDULES, constant, fixmatch_cosine, warmup_cosine
+from .schedules import SCHEDULES, constant, fixmatch_cosine, linear_decay, warmup_cosine
 
 __all__ = [
     "SCHEDULES",
@@ -13,6 +13,7 @@ __all__ = [
     "constant",
     "fixmatch_cosine",
     "hungarian_match",
+    "linear_decay",
     "linear_rampup",
     "masked_cross_entropy",
     "sigmoid_rampup",

@@ -22,4 +22,12 @@ def constant(step: int, total_steps: int) -> float:
     return 1.0
 
 
-SCHEDULES = {"fixmatch_cosine": fixmatch_cosine, "warmup_cosine": warmup_cosine, "constant": constant}
+def linear_decay(step: int, total_steps: int, decay_start: float = 0.0) -> float:
+    """Constant until `decay_start` (a fraction of training), then linear to 0 (LC-MT's `linear_decay`)."""
+    start = decay_start * total_steps
+    if step <= start:
+        return 1.0
+    return max(0.0, (total_steps - step) / max(1.0, total_steps - start))
+
+
+SCHEDULES = {"fixmatch_cosine": fixmatch_cosine, "warmup_cosine": warmup_cosine, "constant": constant, "linear_decay": linear_decay}

@@ -26,9 +26,10 @@ class SSLMethod(L.LightningModule):
         backbone_options: keyword arguments for the backbone.
         optimizer: "sgd" (Nesterov by default), "lars" or "adamw".
         lr, momentum, nesterov, weight_decay: optimizer settings (no decay on BN and biases).
-        scheduler: "fixmatch_cosine" (cos(7 pi k / 16 K)), "warmup_cosine" or "constant",
+        scheduler: "fixmatch_cosine" (cos(7 pi k / 16 K)), "warmup_cosine", "linear_decay" or "constant",
             stepped per optimizer step over `trainer.estimated_stepping_batches`.
         warmup_steps, final_lr_fraction: for "warmup_cosine".
+        decay_start: for "linear_decay", the fraction of training after which lr falls linearly to 0.
         ema_decay: keep an EMA of the network and evaluate with it; None disables.
         ema_buffers: how the EMA treats BN statistics ("average", "copy", "own").
     """
@@ -48,6 +49,7 @@ class SSLMethod(L.LightningModule):
         scheduler: str = "fixmatch_cosine",
         warmup_steps: int = 0,
         final_lr_fraction: float = 0.0,
+        decay_start: float = 0.0,
         ema_decay: float | None = None,
         ema_buffers: str = "average",
     ):
@@ -105,7 +107,7 @@ class SSLMethod(L.LightningModule):
         groups = param_groups(self.trainable_modules(), hp.weight_decay)
         optimizer = build_optimizer(groups, hp.optimizer, hp.lr, hp.momentum, hp.nesterov)
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = build_scheduler(optimizer, hp.scheduler, total, hp.warmup_steps, hp.final_lr_fraction)
+        scheduler = build_scheduler(optimizer, hp.scheduler, total, hp.warmup_steps, hp.final_lr_fraction, hp.decay_start)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def optimizer_step(self, *args, **kwargs) -> None:

@@ -38,10 +38,12 @@ def build_optimizer(groups: list[dict], name: str, lr: float, momentum: float = 
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 
-def build_scheduler(optimizer, name: str, total_steps: int, warmup_steps: int = 0, final_lr_fraction: float = 0.0):
+def build_scheduler(optimizer, name: str, total_steps: int, warmup_steps: int = 0, final_lr_fraction: float = 0.0, decay_start: float = 0.0):
     if name not in SCHEDULES:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULES)}")
     schedule = SCHEDULES[name]
     if name == "warmup_cosine":
         schedule = functools.partial(schedule, warmup_steps=warmup_steps, final_fraction=final_lr_fraction)
+    elif name == "linear_decay":
+        schedule = functools.partial(schedule, decay_start=decay_start)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step, total_steps))

@@ -23,6 +23,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "wrn_28_2": wrn_28_2,
     "wrn_28_8": wrn_28_8,
     "wrn_37_2": wrn_37_2,
+    "wide_resnet": WideResNet,  # any depth/width, e.g. backbone_options {depth: 10, widen_factor: 1}
     "cnn13": CNN13,
     "resnet18": resnet18,
     "resnet50": resnet50,

@@ -1,0 +1,29 @@
+import functools
+
+import pytest
+
+import ddp
+import tiny
+from sslzoo.methods import FixMatch
+
+GLOBAL_BATCH = 4
+
+
+def _fixmatch():
+    return FixMatch(num_classes=4, backbone="tiny_mlp", threshold=0.3, lr=0.1)
+
+
+def _datamodule(path, world_size):
+    return tiny.tiny_datamodule(path, batch_size=GLOBAL_BATCH // world_size, steps_per_epoch=3)
+
+
+def test_fixmatch_two_processes_equal_one(tmp_path):
+    path = tiny.tiny_npz(tmp_path)
+    make_dm = functools.partial(_datamodule, path)
+    single = ddp.fit_weights(tmp_path / "one", _fixmatch, make_dm, world_size=1, max_steps=5)
+    double = ddp.fit_weights(tmp_path / "two", _fixmatch, make_dm, world_size=2, max_steps=5)
+    # Float32 all-reduce changes the summation order only: differences stay at round-off.
+    ddp.assert_same_weights(single, double, atol=1e-5)
+    assert int(double["ema.num_updates"]) == 5
+    initial = tiny.weights(_fixmatch())
+    assert not all((initial[k] - double[k]).abs().max() < 1e-3 for k in initial if initial[k].is_floating_point())

@@ -43,7 +43,8 @@ class SSLZooCLI(LightningCLI):
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=checkpoint_dir)
 
 
-def main(args: list[str] | None = None, run: bool = True) -> SSLZooCLI:
+def build_cli(args: list[str] | None = None, run: bool = True) -> SSLZooCLI:
+    """The CLI object; with run=False it only parses and instantiates (for scripts and tests)."""
     return SSLZooCLI(
         SSLMethod,
         SSLDataModule,
@@ -60,5 +61,9 @@ def main(args: list[str] | None = None, run: bool = True) -> SSLZooCLI:
     )
 
 
+def main() -> None:
+    build_cli(sys.argv[1:])
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -52,6 +52,7 @@ class CNN13(nn.Module):
         norm_momentum: float = 0.001,
         dropout: float = 0.5,
         leaky_slope: float = 0.1,
+        input_channels: int = 3,
     ):
         super().__init__()
         if norm not in ("mean_only", "batch"):
@@ -61,7 +62,7 @@ class CNN13(nn.Module):
             return ConvNormAct(in_channels, out_channels, kernel_size, padding, norm, norm_momentum, leaky_slope)
 
         self.layers = nn.Sequential(
-            conv(3, 128), conv(128, 128), conv(128, 128),
+            conv(input_channels, 128), conv(128, 128), conv(128, 128),
             nn.MaxPool2d(2, stride=2),
             nn.Dropout(dropout),
             conv(128, 256), conv(256, 256), conv(256, 256),

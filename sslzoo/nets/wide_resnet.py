@@ -98,6 +98,7 @@ class WideResNet(nn.Module):
         first_stride: int = 1,
         bn_shift: float = 0.0,
         preactivate_transitions: bool = True,
+        input_channels: int = 3,
     ):
         super().__init__()
         stages, units_per_stage = _stages_and_units(depth, stages)
@@ -113,7 +114,7 @@ class WideResNet(nn.Module):
 
         self.stage_channels = tuple(STEM_CHANNELS * widen_factor << s for s in range(stages))
         self.feature_dim = self.stage_channels[-1]
-        self.stem = nn.Conv2d(3, STEM_CHANNELS, 3, padding=1, bias=conv_bias)
+        self.stem = nn.Conv2d(input_channels, STEM_CHANNELS, 3, padding=1, bias=conv_bias)
 
         in_channels = STEM_CHANNELS
         stage_modules = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 import datamodules  # noqa: F401  (registers the datamodule classes for --data)
@@ -42,6 +42,14 @@ class SSLZooCLI(LightningCLI):
         )
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=checkpoint_dir)
 
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+        # Load checkpoints without executing pickled code unless the user opts out
+        # (--weights_only false); Lightning's own default is False.
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments[subcommand] and kwargs.get("weights_only") is None:
+            kwargs["weights_only"] = True
+        return kwargs
+
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> SSLZooCLI:
     """The CLI object; with run=False it only parses and instantiates (for scripts and tests)."""
@@ -54,7 +62,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLZooCLI:
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
             "default_root_dir": "runs/default",
-            "callbacks": [LearningRateMonitor(logging_interval="step"), LogCheckpointPaths()],
+            "callbacks": [LogCheckpointPaths()],
         },
         args=args,
         run=run,
@@ -62,7 +70,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLZooCLI:
 
 
 def main() -> None:
-    build_cli(sys.argv[1:])
+    build_cli()
 
 
 if __name__ == "__main__":

@@ -110,6 +110,9 @@ class SSLMethod(L.LightningModule):
         scheduler = build_scheduler(optimizer, hp.scheduler, total, hp.warmup_steps, hp.final_lr_fraction, hp.decay_start)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.log("train/lr", optimizer.param_groups[0]["lr"])
+
     def optimizer_step(self, *args, **kwargs) -> None:
         # Lightning calls this once per real optimizer step (not per accumulated
         # micro-batch), and before any callback can checkpoint the step.

@@ -1,0 +1,119 @@
+"""The `sslzoo` CLI and every shipped config, run for 2 steps on tiny fake data."""
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import fakes
+import tiny
+from sslzoo.cli import build_cli
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in (REPO / "experiments").rglob("*.yaml") if "sweeps" not in p.parts)
+
+
+def _fake_root(tmp_path: Path, data_class: str) -> dict:
+    """Overrides that point a config's datamodule at a tiny fake dataset of the same kind."""
+    name = data_class.rsplit(".", 1)[-1]
+    if name == "CIFAR10DataModule":
+        return {"root": str(fakes.write_cifar10(tmp_path)), "num_labels": 10}
+    if name == "CIFAR100DataModule":
+        return {"root": str(fakes.write_cifar100(tmp_path)), "num_labels": 100}
+    if name == "SVHNDataModule":
+        return {"root": str(fakes.write_svhn(tmp_path)), "num_labels": 10}
+    if name == "STL10DataModule":
+        return {"root": str(fakes.write_stl10(tmp_path))}
+    if name == "ArrayDataModule":
+        return {"path": str(fakes.write_npz(tmp_path / "digits.npz", num_train=60, num_test=20, num_classes=10, size=8, channels=1))}
+    raise AssertionError(f"no fake data for {data_class}; add it here when adding a dataset")
+
+
+def _tiny_run_args(tmp_path: Path, config: Path) -> list[str]:
+    data = yaml.safe_load(config.read_text())["data"]
+    args = ["--config", str(config)]
+    for key, value in _fake_root(tmp_path, data["class_path"]).items():
+        args += [f"--data.init_args.{key}", str(value)]
+    args += [
+        "--data.init_args.download", "false",
+        "--data.init_args.batch_size", "2",
+        "--data.init_args.unlabeled_ratio", "2",
+        "--data.init_args.eval_batch_size", "8",
+        "--data.init_args.num_workers", "0",
+        "--data.init_args.steps_per_epoch", "2",
+        "--trainer.max_steps", "2",
+        "--trainer.max_epochs", "1",
+        "--trainer.limit_val_batches", "1",
+        "--trainer.check_val_every_n_epoch", "1",
+        "--trainer.val_check_interval", "null",
+        "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.logger", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"),
+    ]
+    return args
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[str(p.relative_to(REPO / "experiments")) for p in CONFIGS])
+def test_every_config_parses_and_runs_two_steps(tmp_path, config):
+    cli = build_cli(_tiny_run_args(tmp_path, config), run=False)
+    original = yaml.safe_load(config.read_text())
+    assert type(cli.model).__name__ == original["model"]["class_path"].rsplit(".", 1)[-1]
+    for key in ("num_classes", "backbone", "lr", "weight_decay"):
+        assert getattr(cli.model.hparams, key) == original["model"]["init_args"][key]
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 2
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+def _toy_args(tmp_path, *extra):
+    path = tiny.tiny_npz(tmp_path)
+    return [
+        "--model", "FixMatch", "--model.num_classes", "4", "--model.backbone", "tiny_mlp",
+        "--data", "ArrayDataModule", "--data.path", str(path), "--data.num_labels", "8",
+        "--data.batch_size", "4", "--data.unlabeled_ratio", "2", "--data.num_workers", "0", "--data.steps_per_epoch", "3",
+        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"), *extra,
+    ]
+
+
+def test_subclass_selection_and_cli_overrides_yaml(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  class_path: sslzoo.methods.FixMatch\n  init_args:\n    threshold: 0.5\n    num_classes: 4\n")
+    cli = build_cli(["--config", str(config), *_toy_args(tmp_path)[2:], "--model.threshold", "0.8"], run=False)
+    assert cli.model.threshold == 0.8 and cli.model.hparams.backbone == "tiny_mlp"
+
+
+def test_print_config(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        build_cli(["fit", *_toy_args(tmp_path), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "sslzoo.methods.FixMatch"
+    assert printed["checkpoint"]["monitor"] == "val/acc" and printed["checkpoint"]["save_last"] is True
+    cli = build_cli(_toy_args(tmp_path), run=False)
+    assert cli.trainer.checkpoint_callback.dirpath == str(tmp_path / "run" / "checkpoints")
+
+
+def test_fit_writes_checkpoints_and_resumes_from_last(tmp_path):
+    build_cli(["fit", *_toy_args(tmp_path, "--trainer.max_epochs", "1")])
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert (checkpoints / "last.ckpt").is_file() and any(p.name.startswith("best-") for p in checkpoints.iterdir())
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 3
+    cli = build_cli(["fit", *_toy_args(tmp_path, "--trainer.max_epochs", "2"), "--ckpt_path", "last"])
+    assert cli.trainer.global_step == 6  # continued from step 3, not restarted
+    config = yaml.safe_load((tmp_path / "run" / "lightning_logs" / "version_1" / "config.yaml").read_text())
+    assert config["ckpt_path"] == "last"
+
+
+def test_wandb_offline_logs_config_metrics_and_checkpoint_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cli = build_cli(["fit", *_toy_args(tmp_path, "--trainer.max_epochs", "1", "--trainer.logger", "WandbLogger", "--trainer.logger.offline", "true", "--trainer.logger.save_dir", str(tmp_path), "--trainer.log_every_n_steps", "1")])
+    run = cli.trainer.logger.experiment
+    assert run.config["model"]["class_path"] == "sslzoo.methods.FixMatch"
+    assert run.summary["checkpoint/last"].endswith("last.ckpt")
+    assert {"train/loss", "train/mask_rate", "val/acc"} <= set(run.summary.keys())
+    run.finish()
+    assert list((tmp_path / "wandb").glob("offline-run-*"))

@@ -18,7 +18,13 @@ def scan_folder(folder: Path, classes: list[str] | None = None) -> tuple[FileSou
     """List `folder/<class>/*` images. With `classes`, the class ids follow that list."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist; it must hold one sub-directory per class")
-    found, _ = find_classes(str(folder))
+    try:
+        found, _ = find_classes(str(folder))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{folder} holds no class sub-directories; images must be sorted into {folder}/<class>/ "
+            "(for ImageNet's flat val folder, sort it into <wnid>/ folders first, e.g. with the usual valprep.sh)"
+        ) from err
     classes = classes or found
     if sorted(found) != sorted(classes):
         raise ValueError(f"{folder} has classes {sorted(set(found) ^ set(classes))} that the training folder does not (or vice versa)")

@@ -297,6 +297,14 @@ def test_empty_class_folder(tmp_path):
         ImageFolderDataModule(str(root), image_size=32, **COMMON).setup()
 
 
+def test_flat_folder_without_classes(tmp_path):
+    root = fakes.write_image_folder(tmp_path / "data", splits=("train",), per_class=(2,))
+    (root / "val").mkdir()
+    (root / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="holds no class sub-directories"):
+        ImageNetDataModule(str(root), image_size=32, **COMMON).setup()
+
+
 def test_corrupt_image_names_the_file(tmp_path):
     root = fakes.write_image_folder(tmp_path / "data", splits=("train", "test"))
     bad = root / "train" / "n02" / "n02_train1.JPEG"

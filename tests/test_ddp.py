@@ -4,7 +4,7 @@ import pytest
 
 import ddp
 import tiny
-from sslzoo.methods import FixMatch
+from sslzoo.methods import FixMatch, SimMatch
 
 GLOBAL_BATCH = 4
 
@@ -27,3 +27,18 @@ def test_fixmatch_two_processes_equal_one(tmp_path):
     assert int(double["ema.num_updates"]) == 5
     initial = tiny.weights(_fixmatch())
     assert not all((initial[k] - double[k]).abs().max() < 1e-3 for k in initial if initial[k].is_floating_point())
+
+
+def _simmatch():
+    return SimMatch(num_classes=4, backbone="tiny_mlp", threshold=0.3, lr=0.1, warmup_epochs=0, da_length=3)
+
+
+def test_simmatch_bank_and_queue_two_processes_equal_one(tmp_path):
+    """All-gathered bank writes and all-reduced DA means: 2 processes == 1 process fed the same samples."""
+    path = tiny.tiny_npz(tmp_path)
+    make_dm = functools.partial(_datamodule, path)
+    single = ddp.fit_weights(tmp_path / "one", _simmatch, make_dm, world_size=1, max_steps=4)
+    double = ddp.fit_weights(tmp_path / "two", _simmatch, make_dm, world_size=2, max_steps=4)
+    ddp.assert_same_weights(single, double, atol=1e-5)
+    assert single["bank.embeddings"].shape == (8, 128)
+    assert int(double["distribution_alignment.position"]) == 4 % 3

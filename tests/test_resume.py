@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tiny
-from sslzoo.methods import FixMatch, MeanTeacher, Supervised
+from sslzoo.methods import FixMatch, LCMeanTeacher, MeanTeacher, SimMatch, Supervised
 
 BACKBONE, BACKBONE_OPTIONS = tiny.TINY_BACKBONES["tiny_wrn"]
 
@@ -31,12 +31,21 @@ def _run(tmp_path, method_cls, total_steps, stop_at=None, ckpt=None, **method_kw
     return method, trainer
 
 
-@pytest.mark.parametrize("method_cls, stop_at", [(FixMatch, 3), (FixMatch, 4), (MeanTeacher, 6)])
-def test_resume_equals_uninterrupted_run(tmp_path, method_cls, stop_at):
-    """Bit-exact on CPU: params, EMA/teacher, optimizer and data order (mid-epoch and at an epoch end)."""
-    full, full_trainer = _run(tmp_path / "a", method_cls, 10)
-    _run(tmp_path / "b", method_cls, 10, stop_at=stop_at)
-    resumed, resumed_trainer = _run(tmp_path / "c", method_cls, 10, ckpt=tmp_path / "b" / "stop.ckpt")
+SIMMATCH = dict(warmup_epochs=1, da_length=3, threshold=0.5)  # bank and DA queue in use from epoch 1 (step 4)
+LC_MT = dict(lc_start_epoch=0, lc_rampup_epochs=2, epsilon=5.0)
+
+
+@pytest.mark.parametrize(
+    "method_cls, stop_at, options",
+    [(FixMatch, 3, {}), (FixMatch, 4, {}), (MeanTeacher, 6, {}), (SimMatch, 6, SIMMATCH), (LCMeanTeacher, 7, LC_MT)],
+    ids=["fixmatch-mid-epoch", "fixmatch-epoch-end", "meanteacher", "simmatch", "lc-meanteacher"],
+)
+def test_resume_equals_uninterrupted_run(tmp_path, method_cls, stop_at, options):
+    """Bit-exact on CPU: params, EMA/teacher, banks and queues, optimizer and data order
+    (mid-epoch and at an epoch end)."""
+    full, full_trainer = _run(tmp_path / "a", method_cls, 10, **options)
+    _run(tmp_path / "b", method_cls, 10, stop_at=stop_at, **options)
+    resumed, resumed_trainer = _run(tmp_path / "c", method_cls, 10, ckpt=tmp_path / "b" / "stop.ckpt", **options)
     assert resumed_trainer.global_step == full_trainer.global_step == 10
     expected, actual = tiny.weights(full), tiny.weights(resumed)
     assert expected.keys() == actual.keys()

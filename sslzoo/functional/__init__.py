@@ -1,13 +1,23 @@
 """Pure tensor functions: losses, pseudo-labels, ramps, schedules, cluster matching."""
 from .clustering import cluster_accuracy, confusion_counts, hungarian_match
+from .local_clustering import local_clustering_loss, mean_squared_distances, pair_clustering_loss
 from .losses import masked_cross_entropy, soft_cross_entropy, softmax_kl, softmax_mse
-from .pseudo_labels import confident_pseudo_labels
+from .pseudo_labels import confident_labels, confident_pseudo_labels
 from .ramps import linear_rampup, sigmoid_rampup
+from .simmatch import aggregate, align_distribution, propagate_labels, unfold
 from .schedules import SCHEDULES, constant, fixmatch_cosine, linear_decay, warmup_cosine
 
 __all__ = [
     "SCHEDULES",
+    "aggregate",
+    "align_distribution",
+    "local_clustering_loss",
+    "mean_squared_distances",
+    "pair_clustering_loss",
+    "propagate_labels",
+    "unfold",
     "cluster_accuracy",
+    "confident_labels",
     "confident_pseudo_labels",
     "confusion_counts",
     "constant",

@@ -24,6 +24,7 @@ class SSLMethod(L.LightningModule):
         num_classes: classes of the classifier head (checked against the data).
         backbone: a name understood by `sslzoo.nets.build_backbone` ("wrn_28_2", "timm:resnet50", ...).
         backbone_options: keyword arguments for the backbone.
+        head: classifier head, "linear" (FixMatch) or "weight_norm" (Mean Teacher's CNN-13 setup).
         optimizer: "sgd" (Nesterov by default), "lars" or "adamw".
         lr, momentum, nesterov, weight_decay: optimizer settings (no decay on BN and biases).
         scheduler: "fixmatch_cosine" (cos(7 pi k / 16 K)), "warmup_cosine", "linear_decay" or "constant",
@@ -41,6 +42,7 @@ class SSLMethod(L.LightningModule):
         num_classes: int = 10,
         backbone: str = "wrn_28_2",
         backbone_options: dict | None = None,
+        head: str = "linear",
         optimizer: str = "sgd",
         lr: float = 0.03,
         momentum: float = 0.9,
@@ -56,12 +58,16 @@ class SSLMethod(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.num_classes = num_classes
-        self.network = Classifier(build_backbone(backbone, **(backbone_options or {})), num_classes)
+        self.network = self.build_network(build_backbone(backbone, **(backbone_options or {})), num_classes)
         self.ema = EMA(self.network, ema_decay, ema_buffers) if ema_decay is not None else None
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
 
     # ---- networks ----------------------------------------------------------
+    def build_network(self, backbone: torch.nn.Module, num_classes: int) -> torch.nn.Module:
+        """The trained network (its EMA is built from it); methods with extra heads override."""
+        return Classifier(backbone, num_classes, head=self.hparams.head)
+
     @property
     def eval_network(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.network

@@ -45,18 +45,21 @@ class MeanTeacher(SSLMethod):
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]
         (labeled_student, labeled_teacher), (unlabeled_student, unlabeled_teacher) = labeled["x"], unlabeled["x"]
         num_labeled = len(labeled["y"])
-        student_logits = self.network(torch.cat([labeled_student, unlabeled_student]))
+        student_features, student_logits = self.network.features_and_logits(torch.cat([labeled_student, unlabeled_student]))
         with torch.no_grad():
             teacher_logits = self.ema(torch.cat([labeled_teacher, unlabeled_teacher]))
 
-        weight = self.consistency_weight_now()
-        self.log("train/consistency_weight", weight, batch_size=num_labeled)
         teacher_labels = teacher_logits.argmax(-1)[num_labeled:]
         self.log_pseudo_labels(teacher_labels, torch.ones_like(teacher_labels, dtype=torch.bool), unlabeled["y_hidden"])
-        return self.total_loss(
-            {
-                "sup": F.cross_entropy(student_logits[:num_labeled], labeled["y"]),
-                "consistency": weight * softmax_mse(student_logits, teacher_logits),
-            },
-            num_labeled,
-        )
+        terms = self.loss_terms(student_features, student_logits, teacher_logits, labeled["y"])
+        return self.total_loss(terms, num_labeled)
+
+    def loss_terms(self, student_features, student_logits, teacher_logits, labels) -> dict[str, torch.Tensor]:
+        """Supervised CE on the labeled part plus the ramped consistency over the whole batch
+        (labeled first). Subclasses add terms on the student's features."""
+        weight = self.consistency_weight_now()
+        self.log("train/consistency_weight", weight, batch_size=len(labels))
+        return {
+            "sup": F.cross_entropy(student_logits[: len(labels)], labels),
+            "consistency": weight * softmax_mse(student_logits, teacher_logits),
+        }

@@ -1,0 +1,30 @@
+"""LC-MT's local clustering loss (Chen et al., "Local Clustering with Mean Teacher", Eq. 5-6)."""
+from __future__ import annotations
+
+import torch
+
+
+def mean_squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """d_ij = mean over feature dims of (a_i - b_j)^2 — the official code's scale (||.||^2 / dim),
+    to which its epsilons (40, 50) are calibrated."""
+    return (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).mean(dim=-1)
+
+
+def pair_clustering_loss(a: torch.Tensor, b: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """sum_ij d_ij w_ij m_ij / sum_ij m_ij with m_ij = 1[d_ij <= eps], w_ij = exp(-d_ij / eps).
+
+    As in the official code, w is not detached (gradient reaches both ends of a pair
+    through d and w) and the loss is normalised by the number of neighbour pairs,
+    self-pairs included, not by the batch size.
+    """
+    if epsilon <= 0:
+        return (a.sum() + b.sum()) * 0.0  # no pair is within a zero radius except exact copies, which add 0
+    distances = mean_squared_distances(a, b)
+    neighbours = distances <= epsilon
+    weighted = torch.where(neighbours, distances * torch.exp(-distances / epsilon), torch.zeros_like(distances))
+    return weighted.sum() / neighbours.sum().clamp_min(1)
+
+
+def local_clustering_loss(labeled: torch.Tensor, unlabeled: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """L_lc = L(Z_l, Z_u) + L(Z_u, Z_u); labeled-labeled pairs are left out."""
+    return pair_clustering_loss(labeled, unlabeled, epsilon) + pair_clustering_loss(unlabeled, unlabeled, epsilon)

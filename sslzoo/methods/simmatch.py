@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..functional import confident_labels, masked_cross_entropy, propagate_labels, soft_cross_entropy
+from ..modules import Classifier, DistributionAlignment, LabeledMemoryBank
+from .base import SSLMethod
+
+
+class SimMatch(SSLMethod):
+    """SimMatch (Zheng et al., CVPR 2022): semantic and instance similarity, propagated
+    through a memory bank of labeled embeddings.
+
+    Per step, with weak-view class probabilities p^w and embeddings z^w (no gradient):
+      1. p^w <- DA(p^w): divide by the mean of the last `da_length` batch means;
+      2. q^w = softmax(z^w . bank / t) over the K labeled embeddings;
+      3. q_hat = normalize(q^w * p^w gathered at the bank labels)          (unfolding, Eq. 8);
+         p_hat = alpha p^w + (1 - alpha) * q^w summed per bank label      (aggregation, Eq. 10);
+      4. L_u  = mean_muB[ 1(max p_hat >= tau) H(p_hat, softmax(logits^s)) ];
+         L_in = mean_muB[ H(q_hat, softmax(z^s . bank / t)) ];
+      5. L = L_s + lambda_u L_u + lambda_in L_in; then write the labeled z into the bank.
+    For the first `warmup_epochs` the bank is still random: p_hat = p^w and L_in = 0.
+
+    Two bank variants: `use_teacher=False` (CIFAR) takes the weak outputs from the
+    online network and keeps a temporal ensemble of bank entries (bank_momentum 0.7);
+    `use_teacher=True` (ImageNet) takes them from the EMA teacher (0.999) and
+    overwrites the entries (bank_momentum 0). Evaluation uses the EMA either way.
+    """
+
+    views = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
+
+    def __init__(
+        self,
+        threshold: float = 0.95,
+        lambda_u: float = 1.0,
+        lambda_in: float = 1.0,
+        temperature: float = 0.1,
+        alpha: float = 0.9,
+        da_length: int = 32,
+        bank_momentum: float = 0.7,
+        use_teacher: bool = False,
+        projection_dim: int = 128,
+        warmup_epochs: int = 1,
+        ema_decay: float = 0.999,
+        **kwargs,
+    ):
+        self.projection_dim = projection_dim
+        super().__init__(ema_decay=ema_decay, **kwargs)
+        self.threshold, self.lambda_u, self.lambda_in = threshold, lambda_u, lambda_in
+        self.temperature, self.alpha = temperature, alpha
+        self.use_teacher, self.warmup_epochs = use_teacher, warmup_epochs
+        self.distribution_alignment = DistributionAlignment(self.num_classes, da_length)
+        self.bank = LabeledMemoryBank(projection_dim, bank_momentum)
+        self._pending_bank_writes: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def build_network(self, backbone, num_classes):
+        return Classifier(backbone, num_classes, projection_dim=self.projection_dim, head=self.hparams.head)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        datamodule = self.trainer.datamodule
+        if stage == "fit" and not hasattr(datamodule, "labeled_indices"):
+            raise ValueError("SimMatch builds its memory bank from the labeled split: train it with an sslzoo datamodule")
+        if stage == "fit" and len(self.bank) == 0:
+            labeled = datamodule.labeled_indices
+            self.bank.reset(labeled, datamodule.pool.train.targets[labeled], torch.Generator().manual_seed(0))
+
+    # ---- one step ----------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
+        weak, strong = unlabeled["x"]
+        num_labeled, num_unlabeled = len(labeled["y"]), len(weak)
+
+        if self.use_teacher:
+            logits, z = self.network.logits_and_projection(torch.cat([labeled["x"], strong]))
+            logits_labeled, logits_strong = logits.split([num_labeled, num_unlabeled])
+            z_strong = z[num_labeled:]
+            with torch.no_grad():
+                teacher_logits, teacher_z = self.ema.module.logits_and_projection(torch.cat([labeled["x"], weak]))
+            logits_weak, z_weak, z_labeled = teacher_logits[num_labeled:], teacher_z[num_labeled:], teacher_z[:num_labeled]
+        else:
+            logits, z = self.network.logits_and_projection(torch.cat([labeled["x"], weak, strong]))
+            logits_labeled, logits_weak, logits_strong = logits.split([num_labeled, num_unlabeled, num_unlabeled])
+            z_labeled, z_weak, z_strong = z.split([num_labeled, num_unlabeled, num_unlabeled])
+
+        p_hat, q_hat = self.pseudo_labels(logits_weak.detach(), z_weak.detach())
+        pseudo_labels, mask = confident_labels(p_hat, self.threshold)
+        self.log_pseudo_labels(pseudo_labels, mask, unlabeled["y_hidden"])
+        terms = {
+            "sup": F.cross_entropy(logits_labeled, labeled["y"]),
+            "unsup": self.lambda_u * masked_cross_entropy(logits_strong, p_hat, mask),
+        }
+        if q_hat is not None:
+            instance_logits = z_strong @ self.bank.embeddings.T / self.temperature
+            terms["instance"] = self.lambda_in * soft_cross_entropy(instance_logits, q_hat)
+        self._pending_bank_writes.append((labeled["idx"], z_labeled.detach()))
+        return self.total_loss(terms, num_labeled)
+
+    @torch.no_grad()
+    def pseudo_labels(self, logits_weak: torch.Tensor, z_weak: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(p_hat, q_hat); q_hat is None while the bank warms up."""
+        probs = self.distribution_alignment(logits_weak.softmax(dim=-1))
+        if self.current_epoch < self.warmup_epochs:
+            return probs, None
+        similarities = (z_weak @ self.bank.embeddings.T / self.temperature).softmax(dim=-1)
+        return propagate_labels(probs, similarities, self.bank.labels, self.alpha)
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        for indices, embeddings in self._pending_bank_writes:
+            self.bank.update(indices, embeddings)
+        self._pending_bank_writes.clear()

@@ -26,7 +26,8 @@ class SSLMethod(L.LightningModule):
         backbone_options: keyword arguments for the backbone.
         head: classifier head, "linear" (FixMatch) or "weight_norm" (Mean Teacher's CNN-13 setup).
         optimizer: "sgd" (Nesterov by default), "lars" or "adamw".
-        lr, momentum, nesterov, weight_decay: optimizer settings (no decay on BN and biases).
+        lr, momentum, nesterov, weight_decay: optimizer settings.
+        decay_norm_and_bias: also decay BN parameters and biases (off: FixMatch decays kernels only).
         scheduler: "fixmatch_cosine" (cos(7 pi k / 16 K)), "warmup_cosine", "linear_decay" or "constant",
             stepped per optimizer step over `trainer.estimated_stepping_batches`.
         warmup_steps, final_lr_fraction: for "warmup_cosine".
@@ -48,6 +49,7 @@ class SSLMethod(L.LightningModule):
         momentum: float = 0.9,
         nesterov: bool = True,
         weight_decay: float = 5e-4,
+        decay_norm_and_bias: bool = False,
         scheduler: str = "fixmatch_cosine",
         warmup_steps: int = 0,
         final_lr_fraction: float = 0.0,
@@ -110,7 +112,7 @@ class SSLMethod(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        groups = param_groups(self.trainable_modules(), hp.weight_decay)
+        groups = param_groups(self.trainable_modules(), hp.weight_decay, hp.decay_norm_and_bias)
         optimizer = build_optimizer(groups, hp.optimizer, hp.lr, hp.momentum, hp.nesterov)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = build_scheduler(optimizer, hp.scheduler, total, hp.warmup_steps, hp.final_lr_fraction, hp.decay_start)

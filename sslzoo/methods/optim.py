@@ -11,9 +11,10 @@ from ..functional.schedules import SCHEDULES
 OPTIMIZERS = ("sgd", "lars", "adamw")
 
 
-def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+def param_groups(modules: list[nn.Module], weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:
     """Weight decay on weights only: BatchNorm parameters and biases (1-D tensors) get none,
-    as FixMatch's explicit L2 loss over conv/dense kernels does."""
+    as FixMatch's explicit L2 loss over conv/dense kernels does; `decay_norm_and_bias`
+    decays everything (SimMatch's ImageNet code)."""
     decay, no_decay = [], []
     seen = set()
     for module in modules:
@@ -21,7 +22,7 @@ def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            (no_decay if param.ndim <= 1 else decay).append(param)
+            (no_decay if param.ndim <= 1 and not decay_norm_and_bias else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -36,14 +36,14 @@ def _tiny_run_args(tmp_path: Path, config: Path) -> list[str]:
         args += [f"--data.init_args.{key}", str(value)]
     args += [
         "--data.init_args.download", "false",
-        "--data.init_args.batch_size", "2",
-        "--data.init_args.unlabeled_ratio", "2",
-        "--data.init_args.eval_batch_size", "8",
+        "--data.init_args.batch_size", "1",
+        "--data.init_args.unlabeled_ratio", "1",
+        "--data.init_args.eval_batch_size", "2",
         "--data.init_args.num_workers", "0",
         "--data.init_args.steps_per_epoch", "2",
         "--trainer.max_steps", "2",
         "--trainer.max_epochs", "1",
-        "--trainer.limit_val_batches", "1",
+        "--trainer.limit_val_batches", "2",
         "--trainer.check_val_every_n_epoch", "1",
         "--trainer.val_check_interval", "null",
         "--trainer.accelerator", "cpu",

@@ -113,3 +113,250 @@ def test_bad_view_specs():
         build_view({"name": "multicrop", "num_locals": 3}, infos.CIFAR10)
     with pytest.raises(ValueError, match="'name' key"):
         build_view({"size": 3}, infos.CIFAR10)
+
+
+# --- Fast translate, float crop and colour ops ---------------------------------------------
+
+
+def _reflect_shift_reference(img, dy, dx, pad_h, pad_w):
+    h, w = img.shape[-2:]
+    flat = img.double().reshape(-1, 1, h, w)
+    padded = F.pad(flat, (pad_w, pad_w, pad_h, pad_h), mode="reflect").reshape(*img.shape[:-2], h + 2 * pad_h, w + 2 * pad_w)
+    return padded.to(img.dtype)[..., pad_h + dy : pad_h + dy + h, pad_w + dx : pad_w + dx + w]
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 16, 16), (3, 96, 96), (3, 40, 24), (2, 3, 32, 32)])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_translate_matches_reflect_pad_for_every_path(shape, dtype):
+    # Small images go through the cached torch.take index, large ones (96 px) through a partial reflect pad.
+    img = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    translate = RandomTranslate(0.125)
+    pad_h, pad_w = round(0.125 * shape[-2]), round(0.125 * shape[-1])
+    torch.manual_seed(0)
+    for _ in range(30):
+        state = torch.get_rng_state()
+        out = translate(img)
+        torch.set_rng_state(state)
+        dy, dx = int(torch.randint(-pad_h, pad_h + 1, ())), int(torch.randint(-pad_w, pad_w + 1, ()))
+        assert out.dtype == dtype and out.is_contiguous()
+        assert torch.equal(out, _reflect_shift_reference(img, dy, dx, pad_h, pad_w))
+
+
+def _float_image(size=18, seed=0):
+    x = torch.rand(3, size, size, generator=torch.Generator().manual_seed(seed))
+    x[:, :3, :3] = 0.5  # grey pixels (no hue)
+    x[1, 4] = x[0, 4]  # r == g ties
+    x[2, 5] = x[0, 5]  # r == b ties
+    x[:, 6, :4] = torch.tensor([[1.0], [0.0], [0.0]])  # saturated red
+    return x
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.2, 0.5, 1.0, 1.37, 1.8])
+def test_brightness_contrast_saturation_match_torchvision_on_float(factor):
+    from torchvision.transforms.v2 import functional as TF
+
+    from datamodules.views.contrastive import adjust_brightness, adjust_contrast, adjust_saturation
+
+    x = _float_image()
+    for ours, theirs in ((adjust_brightness, TF.adjust_brightness), (adjust_contrast, TF.adjust_contrast), (adjust_saturation, TF.adjust_saturation)):
+        torch.testing.assert_close(ours(x, factor), theirs(x, factor), atol=1e-5, rtol=0)
+    gray = x[:1]
+    torch.testing.assert_close(adjust_contrast(gray, factor), TF.adjust_contrast(gray, factor), atol=1e-5, rtol=0)
+    assert torch.equal(adjust_saturation(gray, factor), gray)
+
+
+@pytest.mark.parametrize("factor", [-0.5, -0.2, -0.07, 0.0, 0.03, 0.2, 1 / 6, 0.5])
+def test_hue_matches_torchvision_on_float(factor):
+    from torchvision.transforms.v2 import functional as TF
+
+    from datamodules.views.contrastive import adjust_hue
+
+    for x in (_float_image(), torch.randint(0, 4, (3, 16, 16), generator=torch.Generator().manual_seed(2)) / 3.0):
+        out = adjust_hue(x, factor)
+        torch.testing.assert_close(out, TF.adjust_hue(x, factor), atol=1e-5, rtol=0)
+        assert out.min() >= 0 and out.max() <= 1
+    batch = torch.stack([_float_image(seed=s) for s in range(3)])
+    torch.testing.assert_close(adjust_hue(batch, factor), TF.adjust_hue(batch, factor), atol=1e-5, rtol=0)
+
+
+def test_hue_shift_zero_is_identity_and_full_turn_wraps():
+    from datamodules.views.contrastive import adjust_hue
+
+    x = _float_image(32)
+    torch.testing.assert_close(adjust_hue(x, 0.0), x, atol=1e-6, rtol=0)
+    torch.testing.assert_close(adjust_hue(adjust_hue(x, 0.5), 0.5), x, atol=1e-5, rtol=0)
+    # A third of a turn is a channel rotation: red -> green -> blue.
+    torch.testing.assert_close(adjust_hue(x, 1 / 3), x[[2, 0, 1]], atol=1e-5, rtol=0)
+
+
+def test_gray_and_random_grayscale_on_float():
+    from torchvision.transforms.v2 import functional as TF
+
+    from datamodules.views.contrastive import RandomGrayscale, rgb_to_gray
+
+    x = _float_image()
+    torch.testing.assert_close(rgb_to_gray(x), TF.rgb_to_grayscale(x), atol=1e-6, rtol=0)
+    out = RandomGrayscale(p=1.0)(x)
+    assert out.shape == x.shape and torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    assert RandomGrayscale(p=0.0)(x) is x
+
+
+def test_color_jitter_matches_torchvision_with_the_same_draws():
+    from torchvision.transforms import v2
+
+    from datamodules.views.contrastive import ColorJitter
+
+    x = _float_image()
+    for args in ((0.8, 0.8, 0.8, 0.2), (0.4, 0.4, 0.4, 0.1), (0.5, None, 0.3, None), (None, None, None, 0.5)):
+        ours, theirs = ColorJitter(*args), v2.ColorJitter(*args)
+        assert (ours.brightness, ours.contrast, ours.saturation, ours.hue) == (theirs.brightness, theirs.contrast, theirs.saturation, theirs.hue)
+        for seed in range(25):
+            torch.manual_seed(seed)
+            a = ours(x)
+            after_ours = torch.get_rng_state()
+            torch.manual_seed(seed)
+            b = theirs(x)
+            assert torch.equal(after_ours, torch.get_rng_state())
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+            assert a.min() >= 0 and a.max() <= 1
+    assert torch.equal(x, _float_image())  # the input is left alone
+
+
+@pytest.mark.parametrize("p", [0.0, 0.2, 0.7, 0.8, 1.0])
+def test_random_apply_and_grayscale_draw_like_torchvision(p):
+    # 0.7 rounds down in float32, 0.2 and 0.8 up: torchvision compares the float32 draw with float32(p).
+    from torchvision.transforms import v2
+
+    from datamodules.views.contrastive import RandomApply, RandomGrayscale
+
+    x = _float_image()
+
+    class AddOne(torch.nn.Module):
+        def forward(self, t):
+            return t + 1
+
+    pairs = ((RandomApply([AddOne()], p), v2.RandomApply([AddOne()], p)), (RandomGrayscale(p), v2.RandomGrayscale(p)))
+    for ours, theirs in pairs:
+        torch.manual_seed(0)
+        a = [ours(x) for _ in range(300)]
+        torch.manual_seed(0)
+        b = [theirs(x) for _ in range(300)]
+        for u, v in zip(a, b):
+            torch.testing.assert_close(u, v, atol=1e-6, rtol=0)
+        # The draws torchvision compares at the boundary: float32(p) and its neighbours.
+        at = torch.tensor([p], dtype=torch.float32)
+        for u in (torch.nextafter(at, at - 1), at, torch.nextafter(at, at + 1)):
+            assert (float(u) >= ours._threshold) == bool(u >= p)
+
+
+@pytest.mark.parametrize("in_size,out_size", [((32, 32), (32, 32)), ((20, 14), (18, 18)), ((5, 7), (32, 32)), ((32, 32), (18, 18)), ((150, 120), (96, 96))])
+def test_resize_to_unit_float_matches_interpolate(in_size, out_size):
+    from datamodules.views.geometry import resize_to_unit_float
+
+    img = torch.randint(0, 256, (3, *in_size), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    expected = F.interpolate(img.float()[None] / 255, size=out_size, mode="bilinear", align_corners=False, antialias=True)[0]
+    out = resize_to_unit_float(img, out_size)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    batch = resize_to_unit_float(torch.stack([img, img.flip(-1)]), out_size)
+    torch.testing.assert_close(batch, torch.stack([out, resize_to_unit_float(img.flip(-1), out_size)]), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("size,scale,image_size", [(32, (0.6, 1.0), 32), (18, (0.1, 0.6), 32), (32, (0.2, 1.0), 32), (96, (0.05, 1.0), 120)])
+def test_random_resized_crop_float_draws_like_torchvision(size, scale, image_size):
+    from torchvision.transforms import v2
+
+    from datamodules.views.geometry import RandomResizedCropFloat
+
+    img = _image(image_size, seed=4)
+    ours, theirs = RandomResizedCropFloat(size, scale=scale), v2.RandomResizedCrop(size, scale=scale, antialias=True)
+    for seed in range(25):
+        torch.manual_seed(seed)
+        a = ours(img)
+        after_ours = torch.get_rng_state()
+        torch.manual_seed(seed)
+        b = theirs(img.float()) / 255
+        assert torch.equal(after_ours, torch.get_rng_state())
+        assert a.dtype == torch.float32 and a.shape == (3, size, size)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["simclr", "multicrop"])
+@pytest.mark.parametrize("blur_prob", [0.0, 0.5])
+def test_contrastive_views_equal_torchvision_pipeline_in_float(name, blur_prob):
+    """Same draws as the torchvision composition (crop, flip, jitter w.p. 0.8, grey w.p. 0.2, blur), run in float."""
+    from torchvision.transforms import v2
+
+    from datamodules.views.geometry import RandomHorizontalFlip
+
+    info = infos.CIFAR10
+    strength = 0.5 if name == "simclr" else 1.0
+    mean, std = torch.tensor(info.mean).view(3, 1, 1), torch.tensor(info.std).view(3, 1, 1)
+
+    def reference(size, scale):
+        ops = [
+            v2.RandomResizedCrop(size, scale=scale, antialias=True),
+            RandomHorizontalFlip(),
+            v2.RandomApply([v2.ColorJitter(0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength)], p=0.8),
+            v2.RandomGrayscale(p=0.2),
+        ]
+        if blur_prob:
+            ops.append(v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 2.0))], p=blur_prob))
+        return lambda img: (v2.Compose(ops)(img.float() / 255) - mean) / std
+
+    if name == "simclr":
+        view, crops = build_view({"name": "simclr", "blur_prob": blur_prob}, info), [reference(32, (0.2, 1.0))]
+    else:
+        view = build_view({"name": "multicrop", "num_global": 2, "num_local": 3, "blur_prob": blur_prob}, info)
+        crops = [reference(32, (0.6, 1.0))] * 2 + [reference(18, (0.1, 0.6))] * 3
+    for seed in range(10):
+        img = _image(seed=seed)
+        torch.manual_seed(seed)
+        ours = view(img)
+        ours = ours if isinstance(ours, list) else [ours]
+        after_ours = torch.get_rng_state()
+        torch.manual_seed(seed)
+        expected = [crop(img) for crop in crops]
+        assert torch.equal(after_ours, torch.get_rng_state())
+        assert len(ours) == len(expected)
+        for a, b in zip(ours, expected):
+            assert a.dtype == torch.float32 and a.shape == b.shape
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+            assert ((a * std + mean).min() >= -1e-5) and ((a * std + mean).max() <= 1 + 1e-5)
+
+
+@pytest.mark.parametrize("size,kernel", [(32, 3), (18, 3), (96, 9), (40, 23)])
+def test_gaussian_blur_matches_torchvision_with_the_same_draws(size, kernel):
+    from torchvision.transforms import v2
+
+    from datamodules.views.contrastive import GaussianBlur
+
+    x = torch.rand(3, size, size + 3, generator=torch.Generator().manual_seed(5))
+    ours, theirs = GaussianBlur(kernel, sigma=(0.1, 2.0)), v2.GaussianBlur(kernel, sigma=(0.1, 2.0))
+    for seed in range(10):
+        torch.manual_seed(seed)
+        a = ours(x)
+        after_ours = torch.get_rng_state()
+        torch.manual_seed(seed)
+        b = theirs(x)
+        assert torch.equal(after_ours, torch.get_rng_state())
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="reflect padding"):
+        GaussianBlur(9)(torch.rand(3, 4, 4))
+
+
+def test_contrastive_views_on_grayscale_and_blurred_images():
+    info = infos.DatasetInfo("gray", 2, (0.5,), (0.25,), 16)
+    img = torch.randint(0, 256, (1, 16, 16), dtype=torch.uint8)
+    assert build_view("simclr", info)(img).shape == (1, 16, 16)
+    assert [tuple(c.shape) for c in build_view("multicrop", info)(img)] == [(1, 16, 16)] * 2 + [(1, 9, 9)] * 6
+    torch.manual_seed(0)
+    blurred = build_view({"name": "simclr", "blur_prob": 1.0}, infos.CIFAR10)(_image())
+    assert blurred.shape == (3, 32, 32) and torch.isfinite(blurred).all()
+
+
+def test_unit_normalize_rejects_uint8():
+    from datamodules.views.contrastive import UnitNormalize
+
+    with pytest.raises(TypeError, match="float images"):
+        UnitNormalize((0.5,), (0.25,))(torch.zeros(1, 2, 2, dtype=torch.uint8))

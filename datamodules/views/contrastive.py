@@ -1,24 +1,253 @@
-"""Views of the self-supervised pretexts: SimCLR pairs and SwAV/DINO multi-crop."""
+"""Views of the self-supervised pretexts: SimCLR pairs and SwAV/DINO multi-crop.
+
+These views leave uint8 right after the crop: `RandomResizedCropFloat` returns float32 in
+[0, 1], flip, colour distortion and blur work in float (clamping to [0, 1] after every colour
+op, as torchvision does), and `UnitNormalize` standardises. The random draws are those of the
+torchvision pipeline they replace (``v2.RandomResizedCrop``, ``v2.RandomApply([v2.ColorJitter])``,
+``v2.RandomGrayscale``, ``v2.RandomApply([v2.GaussianBlur])``): same calls on torch's global
+generator, in the same order, with the same parameter ranges, so the augmentation
+distribution is unchanged; only the uint8 rounding between ops is gone.
+"""
 from __future__ import annotations
+
+import functools
+import math
 
 import torch
 from torchvision.transforms import v2
 
 from .compose import View
-from .geometry import RandomHorizontalFlip
-from .normalize import Normalize
+from .geometry import RandomHorizontalFlip, RandomResizedCropFloat
+
+# torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma, with 0.2989 for red).
+_GRAY = torch.tensor([[0.2989, 0.587, 0.114]])
+# Rows give g - b, b - r, r - g: the hue numerator when the max channel is r, g or b ...
+_HUE_DIFFS = torch.tensor([[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]])
+# ... and six times the hue is then base + numerator / chroma.
+_HUE_BASE = torch.tensor([0.0, 2.0, 4.0]).view(3, 1, 1)
+# n in the HSV -> RGB formula channel = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + 6 H) mod 6.
+_HUE_N = torch.tensor([5.0, 3.0, 1.0]).view(3, 1, 1)
+
+
+def _float32(p: float) -> float:
+    # torchvision tests `torch.rand(1) >= p` in float32; comparing Python floats against p
+    # rounded to float32 gives the same answer for every draw.
+    return float(torch.tensor(p, dtype=torch.float32))
+
+
+def _mix_channels(weights: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+    """(K, C) weights applied along the channel axis: (..., C, H, W) -> (..., K, H, W)."""
+    if img.dim() == 3:  # the common case, one mm
+        return torch.mm(weights, img.reshape(img.shape[0], -1)).view(-1, *img.shape[-2:])
+    return torch.matmul(weights, img.flatten(-2)).unflatten(-1, img.shape[-2:])
+
+
+def rgb_to_gray(img: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) float -> (..., 1, H, W) luma 0.2989 R + 0.587 G + 0.114 B (torchvision's weights)."""
+    return _mix_channels(_GRAY, img)
+
+
+def adjust_brightness(img: torch.Tensor, factor: float) -> torch.Tensor:
+    """``clamp(factor * img, 0, 1)`` for float images in [0, 1] (torchvision's definition)."""
+    return img.mul(factor).clamp_(0.0, 1.0)
+
+
+def adjust_contrast(img: torch.Tensor, factor: float) -> torch.Tensor:
+    """Blend with the mean of the greyscale image: ``clamp(mean + factor * (img - mean), 0, 1)``."""
+    gray = rgb_to_gray(img) if img.shape[-3] == 3 else img
+    mean = gray.mean(dim=(-3, -2, -1), keepdim=True)
+    return torch.lerp(mean, img, factor).clamp_(0.0, 1.0)
+
+
+def adjust_saturation(img: torch.Tensor, factor: float) -> torch.Tensor:
+    """Blend with the greyscale image: ``clamp(gray + factor * (img - gray), 0, 1)``; 1-channel images are returned as is."""
+    if img.shape[-3] == 1:
+        return img
+    return torch.lerp(rgb_to_gray(img), img, factor).clamp_(0.0, 1.0)
+
+
+def adjust_hue(img: torch.Tensor, factor: float) -> torch.Tensor:
+    """Rotate the HSV hue by `factor` turns (in [-0.5, 0.5]) of a float RGB image in [0, 1].
+
+    Exact HSV arithmetic without materialising H, S and V: a hue shift keeps each pixel's
+    max V and chroma C = max - min, so with the shifted hue H' = H + factor the result is
+    ``V - C * clamp(min(k, 4 - k), 0, 1)`` per channel, ``k = (n + 6 H') mod 6`` and n = 5, 3, 1
+    for R, G, B; it stays in [min, max] of the pixel. Agrees with torchvision's ``adjust_hue``
+    on float images up to float rounding (~1e-6); 1-channel images are returned as is.
+    """
+    if img.shape[-3] == 1:
+        return img
+    maxc, argmax = img.max(dim=-3, keepdim=True)  # ties: any max channel gives the same hue
+    chroma = maxc - img.amin(dim=-3, keepdim=True)
+    numerators = _mix_channels(_HUE_DIFFS, img)
+    # Grey pixels (C = 0) have numerator 0 and come out as V whatever their hue.
+    shifted_hue6 = torch.addcdiv(_HUE_BASE + 6.0 * factor, numerators, chroma.clamp_min(1e-20)).gather(-3, argmax)
+    k = (shifted_hue6 + _HUE_N).remainder_(6.0)
+    return torch.addcmul(maxc, chroma, torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0), value=-1.0)
+
+
+_JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)  # torchvision's fn_idx order
+
+
+class ColorJitter(torch.nn.Module):
+    """torchvision's ``v2.ColorJitter`` for float images in [0, 1], with fewer and cheaper ops.
+
+    Takes the same arguments and validates them with torchvision's own checks, so the factor
+    ranges are identical: brightness/contrast/saturation uniform in [max(0, 1 - x), 1 + x], hue
+    uniform in [-x, x]. Draws like torchvision (``torch.randperm(4)`` for the order, then one
+    ``uniform_`` per enabled factor in the order b, c, s, h) and applies the enabled ops in that
+    random order, each clamping to [0, 1]. Does not modify its input.
+    """
+
+    def __init__(self, brightness=None, contrast=None, saturation=None, hue=None):
+        super().__init__()
+        reference = v2.ColorJitter(brightness, contrast, saturation, hue)
+        self.brightness, self.contrast = reference.brightness, reference.contrast
+        self.saturation, self.hue = reference.saturation, reference.hue
+
+    @staticmethod
+    def _draw(bounds):
+        return None if bounds is None else float(torch.empty(1).uniform_(bounds[0], bounds[1]).item())
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        order = torch.randperm(4).tolist()
+        factors = [self._draw(self.brightness), self._draw(self.contrast), self._draw(self.saturation), self._draw(self.hue)]
+        for i in order:
+            if factors[i] is not None:
+                img = _JITTER_OPS[i](img, factors[i])
+        return img
+
+    def extra_repr(self) -> str:
+        return f"brightness={self.brightness}, contrast={self.contrast}, saturation={self.saturation}, hue={self.hue}"
+
+
+class RandomApply(torch.nn.Module):
+    """``v2.RandomApply``: one ``torch.rand(1)``; the transforms run in order iff it is below `p`."""
+
+    def __init__(self, transforms, p: float = 0.5):
+        super().__init__()
+        self.transforms = torch.nn.ModuleList(transforms)
+        self.p = p
+        self._threshold = _float32(p)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if float(torch.rand(1)) >= self._threshold:
+            return img
+        for transform in self.transforms:
+            img = transform(img)
+        return img
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class RandomGrayscale(torch.nn.Module):
+    """``v2.RandomGrayscale`` for float images: w.p. `p` (one ``torch.rand(1)``) every channel becomes the luma."""
+
+    def __init__(self, p: float = 0.1):
+        super().__init__()
+        self.p = p
+        self._threshold = _float32(p)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if float(torch.rand(1)) >= self._threshold:
+            return img
+        if img.shape[-3] == 1:
+            return img.clone()
+        return rgb_to_gray(img).expand_as(img)
+
+
+def _gaussian_kernel1d(size: int, sigma: float) -> torch.Tensor:
+    # torchvision's kernel: exp(-i^2 / (2 sigma^2)) over integer offsets i, normalised.
+    lim = (size - 1) / (2.0 * math.sqrt(2.0))
+    return torch.softmax(torch.linspace(-lim, lim, steps=size).div(sigma).pow(2).neg(), dim=0)
+
+
+@functools.lru_cache(maxsize=64)
+def _blur_taps(size: int, kernel_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(output, input, tap) index triples of a 1-D convolution with reflect padding on `size` pixels."""
+    if kernel_size // 2 >= size:
+        raise ValueError(f"reflect padding by {kernel_size // 2} needs more than {size} pixels")
+    out = torch.arange(size).repeat_interleave(kernel_size)
+    taps = torch.arange(kernel_size).repeat(size)
+    src = (out + taps - kernel_size // 2).abs()
+    src = torch.where(src >= size, 2 * (size - 1) - src, src)
+    return out, src, taps
+
+
+def _blur_matrix(size: int, kernel: torch.Tensor) -> torch.Tensor:
+    """(size, size) matrix of the 1-D blur with reflect padding: entry (i, j) sums the taps that reach j from i."""
+    out, src, taps = _blur_taps(size, kernel.numel())
+    return torch.zeros(size, size).index_put_((out, src), kernel[taps], accumulate=True)
+
+
+def gaussian_blur(img: torch.Tensor, kernel_size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """torchvision's ``gaussian_blur`` of a float (..., C, H, W) image with an isotropic sigma.
+
+    Reflect padding by half the kernel and the 2-D Gaussian (the outer product of two 1-D
+    ones) are both separable, so the blur is ``rows @ img @ cols^T`` with per-axis matrices
+    that fold the padding in: equal to torchvision's 2-D convolution up to float rounding,
+    and far cheaper than its depthwise k x k convolution (3x224x224, k = 23, one core:
+    ~55 ms -> ~2.5 ms).
+    """
+    kx, ky = kernel_size
+    h, w = img.shape[-2:]
+    rows = _blur_matrix(h, _gaussian_kernel1d(ky, sigma))
+    cols = _blur_matrix(w, _gaussian_kernel1d(kx, sigma))
+    return torch.matmul(rows, img).matmul(cols.T)
+
+
+class GaussianBlur(torch.nn.Module):
+    """``v2.GaussianBlur(kernel_size, sigma)`` for float images: same arguments (checked by
+    torchvision), same draw (one ``uniform_`` for sigma), separable `gaussian_blur`."""
+
+    def __init__(self, kernel_size, sigma=(0.1, 2.0)):
+        super().__init__()
+        reference = v2.GaussianBlur(kernel_size, sigma)
+        self.kernel_size, self.sigma = tuple(reference.kernel_size), tuple(reference.sigma)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        sigma = torch.empty(1).uniform_(self.sigma[0], self.sigma[1]).item()
+        return gaussian_blur(img, self.kernel_size, sigma)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, sigma={self.sigma}"
+
+
+class UnitNormalize(torch.nn.Module):
+    """float32 (C, H, W) in [0, 1] -> standardised per channel: the float counterpart of `Normalize`."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.scale = 1.0 / std
+        self.shift = -mean / std
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if not img.is_floating_point():
+            raise TypeError(f"UnitNormalize expects float images in [0, 1], got {img.dtype}")
+        return torch.addcmul(self.shift, img, self.scale)
+
+
+class FloatView(View):
+    """A `View` whose first augmentation turns the uint8 image into float32 in [0, 1] (the
+    resized crop); the other augmentations work on float and `normalize` is a `UnitNormalize`."""
 
 
 def color_distortion(strength: float, jitter_prob: float = 0.8, gray_prob: float = 0.2, blur_prob: float = 0.0, image_size: int = 32):
-    """SimCLR's colour distortion: jitter (0.8s, 0.8s, 0.8s, 0.2s) w.p. 0.8, greyscale w.p. 0.2, optional blur."""
+    """SimCLR's colour distortion: jitter (0.8s, 0.8s, 0.8s, 0.2s) w.p. 0.8, greyscale w.p. 0.2, optional blur.
+
+    The ops take and return float images in [0, 1] (e.g. after `RandomResizedCropFloat`).
+    """
     s = strength
     ops = [
-        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=jitter_prob),
-        v2.RandomGrayscale(p=gray_prob),
+        RandomApply([ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=jitter_prob),
+        RandomGrayscale(p=gray_prob),
     ]
     if blur_prob > 0:
         kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)  # ~10% of the image, odd
-        ops.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=blur_prob))
+        ops.append(RandomApply([GaussianBlur(kernel, sigma=(0.1, 2.0))], p=blur_prob))
     return ops
 
 
@@ -27,13 +256,18 @@ def _default_blur(info) -> float:
     return 0.0 if info.fixed_size else 0.5
 
 
+def _crop_view(info, size: int, scale, strength: float, blur_prob: float) -> FloatView:
+    """RandomResizedCrop(size, scale) + flip + colour distortion + normalisation, in float after the crop."""
+    ops = [RandomResizedCropFloat(size, scale=scale), RandomHorizontalFlip()]
+    ops += color_distortion(strength, blur_prob=blur_prob, image_size=size)
+    return FloatView(ops, UnitNormalize(info.mean, info.std))
+
+
 def simclr_view(info, crop_scale=None, strength: float = 0.5, blur_prob: float | None = None) -> View:
     """RandomResizedCrop + flip + colour distortion (SCAN's CIFAR recipe: scale (0.2, 1), s=0.5)."""
     crop_scale = tuple(crop_scale or ((0.2, 1.0) if info.fixed_size else (0.08, 1.0)))
     blur_prob = _default_blur(info) if blur_prob is None else blur_prob
-    ops = [v2.RandomResizedCrop(info.image_size, scale=crop_scale, antialias=True), RandomHorizontalFlip()]
-    ops += color_distortion(strength, blur_prob=blur_prob, image_size=info.image_size)
-    return View(ops, Normalize(info.mean, info.std))
+    return _crop_view(info, info.image_size, crop_scale, strength, blur_prob)
 
 
 class MultiCrop(torch.nn.Module):
@@ -69,10 +303,9 @@ def multicrop_view(
     global_scale = tuple(global_scale or ((0.6, 1.0) if info.fixed_size else (0.14, 1.0)))
     local_scale = tuple(local_scale or ((0.1, 0.6) if info.fixed_size else (0.05, 0.14)))
     blur_prob = _default_blur(info) if blur_prob is None else blur_prob
-
-    def crop(size, scale):
-        ops = [v2.RandomResizedCrop(size, scale=scale, antialias=True), RandomHorizontalFlip()]
-        ops += color_distortion(strength, blur_prob=blur_prob, image_size=size)
-        return View(ops, Normalize(info.mean, info.std))
-
-    return MultiCrop(crop(global_size, global_scale), crop(local_size, local_scale), num_global, num_local)
+    return MultiCrop(
+        _crop_view(info, global_size, global_scale, strength, blur_prob),
+        _crop_view(info, local_size, local_scale, strength, blur_prob),
+        num_global,
+        num_local,
+    )

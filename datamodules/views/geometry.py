@@ -1,8 +1,16 @@
 """Geometric augmentations shared by several views."""
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
+import torch.nn.functional as F
 from torchvision.transforms import v2
+
+# Largest table of cached flat indices RandomTranslate keeps per image shape, in elements
+# (int64, so 8 MiB): every (dy, dx) of a 3x32x32 image with pad 4 takes 81 * 3072.
+_TRANSLATE_TABLE_LIMIT = 1 << 20
 
 
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -11,10 +19,29 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(index >= size, 2 * (size - 1) - index, index)
 
 
+@functools.lru_cache(maxsize=1024)
+def _shifted_axis(size: int, shift: int) -> torch.Tensor:
+    """Indices of one axis shifted by `shift` with reflection at both ends."""
+    return _reflect(torch.arange(size) + shift, size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shifted_flat(shape: tuple[int, ...], dy: int, dx: int) -> torch.Tensor:
+    """Flat indices into a contiguous tensor of `shape` (..., H, W) for the shift (dy, dx)."""
+    h, w = shape[-2:]
+    plane = (_shifted_axis(h, dy)[:, None] * w + _shifted_axis(w, dx)[None, :]).reshape(-1)
+    offsets = torch.arange(0, math.prod(shape), h * w)
+    return (offsets[:, None] + plane[None, :]).reshape(shape)
+
+
 class RandomTranslate(torch.nn.Module):
     """FixMatch's `augment_shift`: reflect-pad by `fraction` of the size, then random crop.
 
-    Implemented as one gather per axis (no padded copy of the image).
+    Draws dy then dx, each ``torch.randint(-pad, pad + 1, ())``, and returns
+    ``reflect_pad(img)[..., pad + dy : pad + dy + H, pad + dx : pad + dx + W]`` without
+    building the full padded copy. Small images (a 3x32x32 CIFAR image: 81 shifts) use one
+    ``torch.take`` with a cached flat index per shift; larger ones (which must be (C, H, W)
+    or (N, C, H, W)) reflect-pad only the sides the shift exposes.
     """
 
     def __init__(self, fraction: float = 0.125):
@@ -22,13 +49,17 @@ class RandomTranslate(torch.nn.Module):
         self.fraction = fraction
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        h, w = img.shape[-2:]
+        shape = tuple(img.shape)
+        h, w = shape[-2:]
         pad_h, pad_w = round(self.fraction * h), round(self.fraction * w)
         dy = int(torch.randint(-pad_h, pad_h + 1, ()))
         dx = int(torch.randint(-pad_w, pad_w + 1, ()))
-        rows = _reflect(torch.arange(h) + dy, h)
-        cols = _reflect(torch.arange(w) + dx, w)
-        return img[..., rows, :][..., cols]
+        if img.numel() * (2 * pad_h + 1) * (2 * pad_w + 1) <= _TRANSLATE_TABLE_LIMIT:
+            return img.take(_shifted_flat(shape, dy, dx))
+        # Rows dy.. (or ..h+dy) keep the image edge on the side that gets padded, so reflecting
+        # the kept part there is the same as reflecting the whole image.
+        kept = img[..., max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
+        return F.pad(kept, (max(0, -dx), max(0, dx), max(0, -dy), max(0, dy)), mode="reflect")
 
 
 class RandomHorizontalFlip(torch.nn.Module):
@@ -38,6 +69,86 @@ class RandomHorizontalFlip(torch.nn.Module):
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return img.flip(-1) if float(torch.rand(())) < self.p else img
+
+
+# Resizes whose input and output sides are all at most this are done as two small matmuls.
+_MATMUL_RESIZE_MAX_SIDE = 64
+
+
+@functools.lru_cache(maxsize=1024)
+def _resize_matrix(in_size: int, out_size: int, scale: float = 1.0, transpose: bool = False) -> torch.Tensor:
+    """(out_size, in_size) weights of torch's antialiased bilinear resize along one axis, times `scale`."""
+    eye = torch.eye(in_size, dtype=torch.float64)[None, None]
+    weights = F.interpolate(eye, size=(out_size, in_size), mode="bilinear", align_corners=False, antialias=True)[0, 0]
+    weights = weights * scale
+    return (weights.T if transpose else weights).to(torch.float32).contiguous()
+
+
+def resize_to_unit_float(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear resize (torchvision's default) of a uint8 or float image in [0, 255],
+    returned as float32 in [0, 1]. No rounding to uint8 happens on the way."""
+    h, w = img.shape[-2:]
+    out_h, out_w = size
+    if (h, w) == (out_h, out_w):
+        return img.mul(1 / 255).float()
+    if max(h, w, out_h, out_w) <= _MATMUL_RESIZE_MAX_SIDE:
+        # The antialiased resize is separable: rows @ img @ cols^T, with /255 folded into the rows.
+        rows = _resize_matrix(h, out_h, scale=1 / 255)
+        cols_t = _resize_matrix(w, out_w, transpose=True)
+        if img.dim() == 3:  # two bmm beat matmul's broadcasting for one (C, H, W) image
+            c = img.shape[0]
+            return torch.bmm(torch.bmm(rows.expand(c, -1, -1), img.float()), cols_t.expand(c, -1, -1))
+        return torch.matmul(rows, img.float()).matmul(cols_t)
+    flat = img.float().reshape(-1, *img.shape[-3:])
+    out = F.interpolate(flat, size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=True)
+    return out.mul_(1 / 255).reshape(*img.shape[:-2], out_h, out_w)
+
+
+class RandomResizedCropFloat(torch.nn.Module):
+    """torchvision's ``v2.RandomResizedCrop(size, scale, ratio, antialias=True)`` that returns
+    float32 in [0, 1] instead of uint8.
+
+    The crop box is drawn exactly as torchvision draws it (same calls on torch's global
+    generator: up to 10 tries of area/log-ratio uniforms, then the top/left randints, else
+    the central fallback), so the crop distribution is unchanged. The crop is resized
+    bilinearly with antialiasing in float (small images as two cached-weight matmuls), which
+    matches torchvision's float resize up to float rounding and skips its uint8 rounding.
+    """
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0)):
+        super().__init__()
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.scale, self.ratio = tuple(scale), tuple(ratio)
+        log_ratio = torch.log(torch.tensor(self.ratio))  # float32, as torchvision
+        self._log_ratio = (float(log_ratio[0]), float(log_ratio[1]))
+
+    def get_params(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the crop, with torchvision's draws."""
+        area = height * width
+        for _ in range(10):
+            target_area = area * torch.empty(1).uniform_(self.scale[0], self.scale[1]).item()
+            aspect_ratio = torch.exp(torch.empty(1).uniform_(*self._log_ratio)).item()
+            w = int(round(math.sqrt(target_area * aspect_ratio)))
+            h = int(round(math.sqrt(target_area / aspect_ratio)))
+            if 0 < w <= width and 0 < h <= height:
+                i = torch.randint(0, height - h + 1, size=(1,)).item()
+                j = torch.randint(0, width - w + 1, size=(1,)).item()
+                return i, j, h, w
+        in_ratio = float(width) / float(height)
+        if in_ratio < min(self.ratio):
+            w, h = width, int(round(width / min(self.ratio)))
+        elif in_ratio > max(self.ratio):
+            h, w = height, int(round(height * max(self.ratio)))
+        else:
+            h, w = height, width
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        top, left, h, w = self.get_params(*img.shape[-2:])
+        return resize_to_unit_float(img[..., top : top + h, left : left + w], self.size)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, scale={self.scale}, ratio={self.ratio}"
 
 
 def resize_center_crop(size: int, crop_fraction: float = 0.875) -> v2.Compose:

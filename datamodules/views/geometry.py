@@ -156,12 +156,13 @@ def resize_center_crop(size: int, crop_fraction: float = 0.875) -> v2.Compose:
     return v2.Compose([v2.Resize(round(size / crop_fraction), antialias=True), v2.CenterCrop(size)])
 
 
-def random_crop_geometry(info, hflip: bool | None = None, translate: float = 0.125) -> list[torch.nn.Module]:
-    """The 'weak' geometry: flip + translate for fixed-size data, resized crop + flip otherwise."""
+def random_crop_geometry(info, hflip: bool | None = None, translate: float = 0.125, crop_scale=(0.08, 1.0)) -> list[torch.nn.Module]:
+    """The 'weak' geometry: flip + translate for fixed-size data, resized crop (area
+    fraction in `crop_scale`) + flip otherwise."""
     flip = info.hflip if hflip is None else hflip
     ops: list[torch.nn.Module] = []
     if not info.fixed_size:
-        ops.append(v2.RandomResizedCrop(info.image_size, antialias=True))
+        ops.append(v2.RandomResizedCrop(info.image_size, scale=tuple(crop_scale), antialias=True))
     if flip:
         ops.append(RandomHorizontalFlip())
     if info.fixed_size and translate > 0:

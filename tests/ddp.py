@@ -31,3 +31,11 @@ def assert_same_weights(expected: dict, actual: dict, atol: float) -> None:
             torch.testing.assert_close(actual[name], expected[name], atol=atol, rtol=0, msg=name)
         else:
             assert torch.equal(actual[name], expected[name]), name
+
+
+def one_vs_two_processes(tmp_path, make_method, make_datamodule, max_steps: int, atol: float = 1e-5) -> tuple[dict, dict]:
+    """Train in 1 and in 2 processes and assert equal weights (float32 all-reduce only reorders sums)."""
+    single = fit_weights(tmp_path / "one", make_method, make_datamodule, world_size=1, max_steps=max_steps)
+    double = fit_weights(tmp_path / "two", make_method, make_datamodule, world_size=2, max_steps=max_steps)
+    assert_same_weights(single, double, atol=atol)
+    return single, double

@@ -201,6 +201,21 @@ def test_gray_and_random_grayscale_on_float():
     assert RandomGrayscale(p=0.0)(x) is x
 
 
+def _assert_draws_like_torchvision(ours, theirs, x, seeds, atol=1e-5, theirs_input=None, theirs_scale=1.0):
+    """Same seed -> same generator state afterwards and outputs equal within `atol`."""
+    outputs = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        a = ours(x)
+        after_ours = torch.get_rng_state()
+        torch.manual_seed(seed)
+        b = theirs(x if theirs_input is None else theirs_input) * theirs_scale
+        assert torch.equal(after_ours, torch.get_rng_state())
+        torch.testing.assert_close(a, b, atol=atol, rtol=0)
+        outputs.append(a)
+    return outputs
+
+
 def test_color_jitter_matches_torchvision_with_the_same_draws():
     from torchvision.transforms import v2
 
@@ -210,14 +225,7 @@ def test_color_jitter_matches_torchvision_with_the_same_draws():
     for args in ((0.8, 0.8, 0.8, 0.2), (0.4, 0.4, 0.4, 0.1), (0.5, None, 0.3, None), (None, None, None, 0.5)):
         ours, theirs = ColorJitter(*args), v2.ColorJitter(*args)
         assert (ours.brightness, ours.contrast, ours.saturation, ours.hue) == (theirs.brightness, theirs.contrast, theirs.saturation, theirs.hue)
-        for seed in range(25):
-            torch.manual_seed(seed)
-            a = ours(x)
-            after_ours = torch.get_rng_state()
-            torch.manual_seed(seed)
-            b = theirs(x)
-            assert torch.equal(after_ours, torch.get_rng_state())
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        for a in _assert_draws_like_torchvision(ours, theirs, x, range(25)):
             assert a.min() >= 0 and a.max() <= 1
     assert torch.equal(x, _float_image())  # the input is left alone
 
@@ -270,15 +278,8 @@ def test_random_resized_crop_float_draws_like_torchvision(size, scale, image_siz
 
     img = _image(image_size, seed=4)
     ours, theirs = RandomResizedCropFloat(size, scale=scale), v2.RandomResizedCrop(size, scale=scale, antialias=True)
-    for seed in range(25):
-        torch.manual_seed(seed)
-        a = ours(img)
-        after_ours = torch.get_rng_state()
-        torch.manual_seed(seed)
-        b = theirs(img.float()) / 255
-        assert torch.equal(after_ours, torch.get_rng_state())
+    for a in _assert_draws_like_torchvision(ours, theirs, img, range(25), theirs_input=img.float(), theirs_scale=1 / 255):
         assert a.dtype == torch.float32 and a.shape == (3, size, size)
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["simclr", "multicrop"])
@@ -333,14 +334,7 @@ def test_gaussian_blur_matches_torchvision_with_the_same_draws(size, kernel):
 
     x = torch.rand(3, size, size + 3, generator=torch.Generator().manual_seed(5))
     ours, theirs = GaussianBlur(kernel, sigma=(0.1, 2.0)), v2.GaussianBlur(kernel, sigma=(0.1, 2.0))
-    for seed in range(10):
-        torch.manual_seed(seed)
-        a = ours(x)
-        after_ours = torch.get_rng_state()
-        torch.manual_seed(seed)
-        b = theirs(x)
-        assert torch.equal(after_ours, torch.get_rng_state())
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    _assert_draws_like_torchvision(ours, theirs, x, range(10))
     with pytest.raises(ValueError, match="reflect padding"):
         GaussianBlur(9)(torch.rand(3, 4, 4))
 

@@ -127,11 +127,8 @@ class SSLDataModule(L.LightningDataModule):
         self.pool = pool
         split = self._resolve_split(pool)
         self.labeled_indices, self.val_indices = split.labeled, split.val
-        excluded = set(split.val.tolist())
-        if not self.include_labeled_in_unlabeled:
-            excluded |= set(split.labeled.tolist())
-        all_indices = np.arange(len(pool.train))
-        self.unlabeled_indices = all_indices[~np.isin(all_indices, list(excluded))] if excluded else all_indices
+        excluded = split.val if self.include_labeled_in_unlabeled else np.union1d(split.val, split.labeled)
+        self.unlabeled_indices = np.setdiff1d(np.arange(len(pool.train)), excluded)
 
     @property
     def info(self) -> DatasetInfo:

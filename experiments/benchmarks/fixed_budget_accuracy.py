@@ -1,0 +1,289 @@
+"""Fixed-budget test accuracy on real CIFAR-10 images: Supervised vs FixMatch vs MeanTeacher.
+
+Data: `<repo>/../shared/data/cifar10_subset.npz` (10,000 train / 5,000 test real CIFAR-10 images,
+see its README), 250 labels (25 per class, split_seed 0), through `datamodules.ArrayDataModule`.
+Every method gets the same backbone, the same number of optimizer steps, the same labeled batch,
+the same LR schedule, the same EMA decay for evaluation and the same seed
+(`lightning.seed_everything(seed)` before building each model and datamodule); test accuracy
+is `trainer.test` on the 5,000 test images (evaluated on the EMA weights).
+
+    python experiments/benchmarks/fixed_budget_accuracy.py [--out experiments/benchmarks/fixed_budget_accuracy.json]
+        [--steps N] [--epochs E] [--batch-size 16] [--mu 4] [--depth 10] [--widen 2] [--methods supervised,fixmatch,meanteacher]
+
+`--probe K` runs K steps of each method and prints the seconds per step (to choose --steps for a
+wall-clock budget); it writes nothing. The defaults were chosen that way for ~25 minutes on
+2 CPU cores; nothing was tuned on the test set.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from datamodules import ArrayDataModule  # noqa: E402
+from sslzoo.methods import FixMatch, LCMeanTeacher, MeanTeacher, SimMatch, Supervised  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "cifar10_subset.npz"
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+
+
+class StepRecorder(L.Callback):
+    """Wall time per training step and the logged training metrics (mask rate, losses) per step."""
+
+    KEYS = ("train/loss", "train/loss_sup", "train/loss_unsup", "train/loss_consistency", "train/mask_rate",
+            "train/pseudo_acc_all", "train/pseudo_acc_masked", "train/consistency_weight", "train/lr")
+
+    def __init__(self):
+        self.step_times, self.history = [], []
+        self._t = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.step_times.append(time.perf_counter() - self._t)
+        metrics = trainer.callback_metrics
+        self.history.append({k: float(metrics[k]) for k in self.KEYS if k in metrics})
+
+    def mean_over_last(self, key: str, n: int) -> float | None:
+        values = [h[key] for h in self.history[-n:] if key in h]
+        return round(statistics.fmean(values), 4) if values else None
+
+
+def build_method(name: str, args, steps_per_epoch: int):
+    common = dict(
+        num_classes=10,
+        backbone="wide_resnet",
+        backbone_options={"depth": args.depth, "widen_factor": args.widen, "bn_momentum": args.bn_momentum},
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        scheduler="fixmatch_cosine",
+        ema_decay=args.ema_decay,
+    )
+    if name == "supervised":
+        return Supervised(**common)
+    if name == "fixmatch":
+        return FixMatch(threshold=args.threshold, lambda_u=args.lambda_u, **common)
+    if name == "meanteacher":
+        return MeanTeacher(consistency_weight=args.consistency_weight, rampup_epochs=args.rampup_epochs, **common)
+    if name == "simmatch":
+        # Paper values (lambda_in 1, t 0.1, alpha 0.9, DA 32 steps, bank momentum 0.7); the bank
+        # warm-up is the first epoch, as in the official code.
+        return SimMatch(threshold=args.threshold, lambda_u=args.lambda_u, warmup_epochs=1, **common)
+    if name == "lcmeanteacher":
+        # LC switches on halfway (LC-MT: after MT has nearly converged, epoch 600 of 1200) with a
+        # short ramp. eps is set to the scale of this backbone's features (median pairwise mean
+        # squared distance ~0.09 at initialisation), since the paper's 40-50 are for CNN-13.
+        return LCMeanTeacher(
+            consistency_weight=args.consistency_weight, rampup_epochs=args.rampup_epochs,
+            lc_weight=args.lc_weight, epsilon=args.lc_epsilon, lc_start_epoch=args.epochs // 2,
+            lc_rampup_epochs=max(1, round(0.1 * args.epochs)), **common,
+        )
+    raise ValueError(f"unknown method {name!r}")
+
+
+def run(name: str, args, steps: int, probe: bool = False) -> dict:
+    steps_per_epoch = max(1, steps // args.epochs)
+    L.seed_everything(args.seed, workers=True, verbose=False)
+    datamodule = ArrayDataModule(
+        str(DATA),
+        num_labels=args.num_labels,
+        split_seed=args.split_seed,
+        batch_size=args.batch_size,
+        unlabeled_ratio=args.mu,
+        steps_per_epoch=steps_per_epoch,
+        num_workers=args.num_workers,
+        eval_batch_size=500,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+    )
+    method = build_method(name, args, steps_per_epoch)
+    recorder = StepRecorder()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[recorder],
+        deterministic=False,
+    )
+    load_before = os.getloadavg()
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    trainer.fit(method, datamodule=datamodule)
+    fit_seconds = time.perf_counter() - t0
+    fit_cpu_seconds = time.process_time() - cpu0
+    if probe:
+        times = recorder.step_times[2:] or recorder.step_times
+        return {"median_step_s": statistics.median(times), "fit_s": fit_seconds}
+    final_train = {
+        "mask_rate_last_step": recorder.history[-1].get("train/mask_rate") if recorder.history else None,
+    }
+    t1 = time.perf_counter()
+    (test,) = trainer.test(method, datamodule=datamodule, verbose=False)
+    test_seconds = time.perf_counter() - t1
+    last = max(1, steps // 10)
+    result = {
+        "test_acc": round(float(test["test/acc"]), 4),
+        "test_balanced_acc": round(float(test["test/balanced_acc"]), 4),
+        "test_acc_top5": round(float(test["test/acc_top5"]), 4) if "test/acc_top5" in test else None,
+        "test_loss": round(float(test["test/loss"]), 4),
+        "evaluated_on": "EMA weights" if method.ema is not None else "raw weights",
+        "ema_updates": int(method.ema.num_updates) if method.ema is not None else None,
+        "steps": int(trainer.global_step),
+        "epochs_run": int(trainer.current_epoch),
+        "steps_per_epoch": steps_per_epoch,
+        "wall_time_fit_s": round(fit_seconds, 1),
+        "wall_time_test_s": round(test_seconds, 1),
+        "cpu_time_fit_s_main_process": round(fit_cpu_seconds, 1),
+        "load_average_before_and_after_fit": [load_before, os.getloadavg()],
+        "median_step_s": round(statistics.median(recorder.step_times), 4),
+        f"train_means_over_last_{last}_steps": {
+            key.removeprefix("train/"): recorder.mean_over_last(key, last)
+            for key in StepRecorder.KEYS
+            if recorder.mean_over_last(key, last) is not None
+        },
+        # callback_metrics after fit: the value logged at the last training step (one batch).
+        **{f"final_{k}": v for k, v in final_train.items() if v is not None},
+    }
+    # A coarse learning curve of the logged per-step training metrics (means over 10 windows).
+    window = max(1, len(recorder.history) // 10)
+    curve = []
+    for start in range(0, len(recorder.history), window):
+        chunk = recorder.history[start:start + window]
+        entry = {"steps": f"{start}-{start + len(chunk) - 1}"}
+        for key in ("train/loss_sup", "train/mask_rate", "train/pseudo_acc_masked", "train/pseudo_acc_all", "train/consistency_weight"):
+            values = [h[key] for h in chunk if key in h]
+            if values:
+                entry[key.removeprefix("train/")] = round(statistics.fmean(values), 4)
+        curve.append(entry)
+    result["train_curve"] = curve
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(Path(__file__).with_name("fixed_budget_accuracy.json")))
+    parser.add_argument("--methods", default="supervised,fixmatch,meanteacher")
+    parser.add_argument("--steps", type=int, default=800, help="optimizer steps per method")
+    parser.add_argument("--epochs", type=int, default=20, help="the steps are split into this many epochs (MeanTeacher's rampup is in epochs)")
+    parser.add_argument("--probe", type=int, default=0, help="only time K steps per method and print s/step")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-labels", type=int, default=250)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--mu", type=int, default=4)
+    parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--widen", type=int, default=2)
+    parser.add_argument("--bn-momentum", type=float, default=0.01,
+                        help="BatchNorm running-stat momentum; FixMatch's 0.001 leaves (1-0.001)^N of the initial "
+                             "statistics after N steps, far too slow for a short run")
+    parser.add_argument("--lr", type=float, default=0.03)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--ema-decay", type=float, default=0.99)
+    parser.add_argument("--threshold", type=float, default=0.95)
+    parser.add_argument("--lambda-u", type=float, default=1.0)
+    parser.add_argument("--consistency-weight", type=float, default=100.0)
+    parser.add_argument("--rampup-epochs", type=int, default=None, help="default: 40%% of --epochs")
+    parser.add_argument("--lc-weight", type=float, default=10.0)
+    parser.add_argument("--lc-epsilon", type=float, default=0.1)
+    args = parser.parse_args()
+    if args.rampup_epochs is None:
+        args.rampup_epochs = max(1, round(0.4 * args.epochs))
+
+    if not DATA.is_file():
+        sys.exit(f"error: {DATA} not found. This benchmark needs the real CIFAR-10 subset described in "
+                 f"{DATA.parent / 'README.md'} (keys x_train, y_train, x_test, y_test, classes).")
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*num_workers.*")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+
+    if args.probe:
+        for name in methods:
+            r = run(name, args, args.probe, probe=True)
+            print(f"{name}: {r['median_step_s']:.3f} s/step (fit {r['fit_s']:.1f} s for {args.probe} steps)", flush=True)
+        return
+
+    report = {
+        "benchmark": "fixed-budget test accuracy, CIFAR-10 subset (real images), 250 labels",
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "lightning": L.__version__,
+            "torch_threads": args.threads,
+            "load_average_at_start": os.getloadavg(),
+        },
+        "data": {
+            "path": str(DATA),
+            "train_pool": 10000,
+            "test_images": 5000,
+            "num_labels": args.num_labels,
+            "split_seed": args.split_seed,
+            "mean": CIFAR10_MEAN,
+            "std": CIFAR10_STD,
+        },
+        "config": {
+            **{k: v for k, v in vars(args).items() if k not in ("out", "probe")},
+            "steps_per_epoch": max(1, args.steps // args.epochs),
+            "backbone": "wide_resnet",
+            "backbone_options": {"depth": args.depth, "widen_factor": args.widen, "bn_momentum": args.bn_momentum},
+            "backbone_note": f"depth {args.depth} = 6n+4 -> 3 stages of n={(args.depth - 4) // 6} pre-activation unit(s), "
+                             f"channels {[16 * args.widen << s for s in range(3)]}",
+            "optimizer": "SGD nesterov momentum 0.9, no decay on BN/bias",
+            "scheduler": "fixmatch_cosine over max_steps",
+            "images_per_step": {
+                "supervised": args.batch_size,
+                "fixmatch": args.batch_size * (1 + 2 * args.mu),
+                "meanteacher": f"{args.batch_size * (1 + args.mu)} student + {args.batch_size * (1 + args.mu)} teacher (no grad)",
+            },
+            "views": {"supervised": "labeled weak", "fixmatch": "labeled weak; unlabeled weak+strong",
+                      "meanteacher": "labeled weak x2; unlabeled weak x2 (student/teacher)"},
+            "include_labeled_in_unlabeled": True,
+        },
+        "results": {},
+    }
+    out = Path(args.out)
+    for name in methods:
+        print(f"== {name}: {args.steps} steps ...", flush=True)
+        result = run(name, args, args.steps)
+        report["results"][name] = result
+        print(f"   test acc {result['test_acc']:.4f} (balanced {result['test_balanced_acc']:.4f}), "
+              f"fit {result['wall_time_fit_s']:.0f} s", flush=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    results = report["results"]
+    if "fixmatch" in results and "supervised" in results:
+        report["gap_fixmatch_minus_supervised"] = round(results["fixmatch"]["test_acc"] - results["supervised"]["test_acc"], 4)
+    if "meanteacher" in results and "supervised" in results:
+        report["gap_meanteacher_minus_supervised"] = round(results["meanteacher"]["test_acc"] - results["supervised"]["test_acc"], 4)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    report["total_wall_time_s"] = round(sum(r["wall_time_fit_s"] + r["wall_time_test_s"] for r in results.values()), 1)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: {"test_acc": v["test_acc"], "balanced": v["test_balanced_acc"]} for k, v in results.items()}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -51,6 +51,9 @@ class SSLDataModule(L.LightningDataModule):
             0 validates on the test set.
         batch_size: labeled images per step and process.
         unlabeled_ratio: mu, unlabeled images per labeled image in a step.
+        unlabeled_batch_size: the unlabeled batch per process, when it is not a multiple
+            of batch_size (Suave's CIFAR-100 recipe: 100 labeled + 128 unlabeled);
+            overrides unlabeled_ratio.
         eval_batch_size: batch size of val/test loaders.
         num_workers: DataLoader worker processes per loader.
         download: download missing files (rank 0, in `prepare_data`).
@@ -74,6 +77,7 @@ class SSLDataModule(L.LightningDataModule):
         num_val: int = 0,
         batch_size: int = 64,
         unlabeled_ratio: int = 7,
+        unlabeled_batch_size: int | None = None,
         eval_batch_size: int = 256,
         num_workers: int = 4,
         download: bool = False,
@@ -86,6 +90,8 @@ class SSLDataModule(L.LightningDataModule):
         super().__init__()
         if batch_size <= 0 or unlabeled_ratio < 0 or eval_batch_size <= 0:
             raise ValueError("batch_size and eval_batch_size must be positive and unlabeled_ratio non-negative")
+        if unlabeled_batch_size is not None and unlabeled_batch_size < 0:
+            raise ValueError("unlabeled_batch_size must be non-negative (or None for batch_size x unlabeled_ratio)")
         if steps_per_epoch is not None and steps_per_epoch <= 0:
             raise ValueError("steps_per_epoch must be positive (or None for one pass over the data)")
         self.root = Path(root).expanduser()
@@ -95,6 +101,7 @@ class SSLDataModule(L.LightningDataModule):
         self.num_val = num_val
         self.batch_size = batch_size
         self.unlabeled_ratio = unlabeled_ratio
+        self.unlabeled_batch_size = unlabeled_batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.download = download
@@ -186,6 +193,12 @@ class SSLDataModule(L.LightningDataModule):
             split.save(self.split_file)
         return split
 
+    def unlabeled_batch(self) -> int:
+        """Unlabeled images per process and step."""
+        if self.unlabeled_batch_size is not None:
+            return self.unlabeled_batch_size
+        return self.batch_size * self.unlabeled_ratio
+
     # ---- views -----------------------------------------------------------
     def stream_views(self) -> dict[str, list]:
         method_views = getattr(self._lightning_module(), "views", None) or {}
@@ -193,7 +206,7 @@ class SSLDataModule(L.LightningDataModule):
         for stream in ("labeled", "unlabeled"):
             explicit = getattr(self, f"{stream}_views")
             chosen[stream] = explicit if explicit is not None else method_views.get(stream, DEFAULT_VIEWS[stream])
-        if self.unlabeled_ratio == 0:
+        if self.unlabeled_batch() == 0:
             chosen["unlabeled"] = []
         return chosen
 
@@ -236,12 +249,12 @@ class SSLDataModule(L.LightningDataModule):
         if self.steps_per_epoch is not None:
             return self.steps_per_epoch
         if self.stream_views()["unlabeled"]:
-            global_batch = self.batch_size * self.unlabeled_ratio * world
+            global_batch = self.unlabeled_batch() * world
             steps = steps_for(len(self.unlabeled_indices), global_batch)
             if steps == 0:
                 raise ValueError(
                     f"the unlabeled set ({len(self.unlabeled_indices)} images) is smaller than one global unlabeled "
-                    f"batch ({global_batch}); lower batch_size/unlabeled_ratio or set steps_per_epoch"
+                    f"batch ({global_batch}); lower the unlabeled batch or set steps_per_epoch"
                 )
             return steps
         return max(1, steps_for(len(self.labeled_indices), self.batch_size * world, drop_last=False))
@@ -259,7 +272,7 @@ class SSLDataModule(L.LightningDataModule):
             unlabeled = SSLDataset(
                 self.pool.train, self.unlabeled_indices, build_views(views["unlabeled"], self.info), "y_hidden"
             )
-            batch = self.batch_size * self.unlabeled_ratio
+            batch = self.unlabeled_batch()
             sampler = StreamSampler(len(unlabeled), steps * batch, 2 * seed + 1, rank, world)
             streams["unlabeled"] = self._train_loader(unlabeled, batch, sampler)
         return CombinedLoader(streams, mode="min_size")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tiny
-from sslzoo.functional import local_clustering_loss, pair_clustering_loss
+from sslzoo.functional import local_clustering_loss, pair_clustering_loss, pair_distances
 from sslzoo.methods import LCMeanTeacher
 
 
@@ -58,3 +58,26 @@ def test_lc_meanteacher_trains_and_reports_collapse(tmp_path):
     with pytest.warns(UserWarning, match="local clustering is collapsing the features"):
         tiny.tiny_trainer(tmp_path, max_epochs=3).fit(method, datamodule=dm)
     assert method.reference_feature_var > 0
+
+
+def test_pair_distances_cover_labeled_unlabeled_and_distinct_unlabeled_pairs():
+    labeled, unlabeled = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 1.0], [3.0, 1.0]])
+    # L-U: 1, 5; U-U without self-pairs: 2, 2 (mean over the two dims of the squared differences)
+    assert sorted(pair_distances(labeled, unlabeled).tolist()) == [1.0, 2.0, 2.0, 5.0]
+
+
+def test_epsilon_quantile_calibrates_once_when_lc_switches_on(tmp_path):
+    dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=2)
+    method = LCMeanTeacher(num_classes=4, backbone="tiny_mlp", epsilon_quantile=0.1, lc_start_epoch=0, lc_rampup_epochs=1)
+    tiny.tiny_trainer(tmp_path, max_epochs=1).fit(method, datamodule=dm)
+    assert method.epsilon == 0  # LC was off during epoch 0: nothing calibrated yet
+    trainer = tiny.tiny_trainer(tmp_path, max_epochs=3)
+    trainer.fit(method, datamodule=dm)
+    calibrated = float(method.epsilon)
+    assert calibrated > 0
+    assert 0 < float(trainer.callback_metrics["train/lc_neighbour_fraction"]) < 1
+    trainer = tiny.tiny_trainer(tmp_path, max_epochs=4)
+    trainer.fit(method, datamodule=dm)
+    assert float(method.epsilon) == calibrated  # fixed after the first LC step
+    with pytest.raises(ValueError, match="epsilon_quantile"):
+        LCMeanTeacher(num_classes=4, backbone="tiny_mlp", epsilon_quantile=10)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tiny
-from sslzoo.methods import FixMatch, LCMeanTeacher, MeanTeacher, SimMatch, Supervised
+from sslzoo.methods import Daino, FixMatch, LCMeanTeacher, MeanTeacher, SimMatch, Suave, Supervised
 
 BACKBONE, BACKBONE_OPTIONS = tiny.TINY_BACKBONES["tiny_wrn"]
 
@@ -33,12 +33,16 @@ def _run(tmp_path, method_cls, total_steps, stop_at=None, ckpt=None, **method_kw
 
 SIMMATCH = dict(warmup_epochs=1, da_length=3, threshold=0.5)  # bank and DA queue in use from epoch 1 (step 4)
 LC_MT = dict(lc_start_epoch=0, lc_rampup_epochs=2, epsilon=5.0)
+# Queue of 16 (full after 2 steps), momentum teacher, prototypes; mixing draws per step.
+SUAVE = dict(queue_length=16, hidden_dim=16, projection_dim=8, momentum_teacher=True, ema_decay=0.9, ema_schedule="cosine")
+DAINO = dict(hidden_dim=16, bottleneck_dim=8, teacher_temperature_warmup_epochs=3)  # centre, teacher, temperature warm-up
 
 
 @pytest.mark.parametrize(
     "method_cls, stop_at, options",
-    [(FixMatch, 3, {}), (FixMatch, 4, {}), (MeanTeacher, 6, {}), (SimMatch, 6, SIMMATCH), (LCMeanTeacher, 7, LC_MT)],
-    ids=["fixmatch-mid-epoch", "fixmatch-epoch-end", "meanteacher", "simmatch", "lc-meanteacher"],
+    [(FixMatch, 3, {}), (FixMatch, 4, {}), (MeanTeacher, 6, {}), (SimMatch, 6, SIMMATCH), (LCMeanTeacher, 7, LC_MT),
+     (Suave, 5, SUAVE), (Daino, 6, DAINO)],
+    ids=["fixmatch-mid-epoch", "fixmatch-epoch-end", "meanteacher", "simmatch", "lc-meanteacher", "suave", "daino"],
 )
 def test_resume_equals_uninterrupted_run(tmp_path, method_cls, stop_at, options):
     """Bit-exact on CPU: params, EMA/teacher, banks and queues, optimizer and data order

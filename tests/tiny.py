@@ -25,10 +25,26 @@ class TinyMLP(nn.Module):
         return self.net(x)
 
 
+class TinyConv(nn.Module):
+    """A batch-independent backbone for any image size (multi-crop): conv, global pooling, linear."""
+
+    def __init__(self, feature_dim: int = 16):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, feature_dim), nn.ReLU()
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
 BACKBONES.setdefault("tiny_mlp", TinyMLP)
+BACKBONES.setdefault("tiny_conv", TinyConv)
 
 TINY_BACKBONES = {
     "tiny_mlp": ("tiny_mlp", {}),
+    "tiny_conv": ("tiny_conv", {}),
     "tiny_wrn": ("wide_resnet", {"depth": 10, "widen_factor": 1}),
 }
 

@@ -45,7 +45,8 @@ class StepRecorder(L.Callback):
     """Wall time per training step and the logged training metrics (mask rate, losses) per step."""
 
     KEYS = ("train/loss", "train/loss_sup", "train/loss_unsup", "train/loss_consistency", "train/mask_rate",
-            "train/pseudo_acc_all", "train/pseudo_acc_masked", "train/consistency_weight", "train/lr")
+            "train/pseudo_acc_all", "train/pseudo_acc_masked", "train/consistency_weight", "train/lr",
+            "train/lc_weight", "train/lc_epsilon", "train/lc_neighbour_fraction", "train/feature_var")
 
     def __init__(self):
         self.step_times, self.history = [], []
@@ -86,11 +87,12 @@ def build_method(name: str, args, steps_per_epoch: int):
         return SimMatch(threshold=args.threshold, lambda_u=args.lambda_u, warmup_epochs=1, **common)
     if name == "lcmeanteacher":
         # LC switches on halfway (LC-MT: after MT has nearly converged, epoch 600 of 1200) with a
-        # short ramp. eps is set to the scale of this backbone's features (median pairwise mean
-        # squared distance ~0.09 at initialisation), since the paper's 40-50 are for CNN-13.
+        # short ramp. The paper's eps (40-50) is on CNN-13's feature scale: with this backbone
+        # either give eps directly or a quantile of the pair distances at LC start.
         return LCMeanTeacher(
             consistency_weight=args.consistency_weight, rampup_epochs=args.rampup_epochs,
-            lc_weight=args.lc_weight, epsilon=args.lc_epsilon, lc_start_epoch=args.epochs // 2,
+            lc_weight=args.lc_weight, epsilon=args.lc_epsilon, epsilon_quantile=args.lc_epsilon_quantile,
+            lc_start_epoch=args.epochs // 2,
             lc_rampup_epochs=max(1, round(0.1 * args.epochs)), **common,
         )
     raise ValueError(f"unknown method {name!r}")
@@ -170,7 +172,8 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
     for start in range(0, len(recorder.history), window):
         chunk = recorder.history[start:start + window]
         entry = {"steps": f"{start}-{start + len(chunk) - 1}"}
-        for key in ("train/loss_sup", "train/mask_rate", "train/pseudo_acc_masked", "train/pseudo_acc_all", "train/consistency_weight"):
+        for key in ("train/loss_sup", "train/mask_rate", "train/pseudo_acc_masked", "train/pseudo_acc_all",
+                    "train/consistency_weight", "train/lc_weight", "train/lc_neighbour_fraction", "train/feature_var"):
             values = [h[key] for h in chunk if key in h]
             if values:
                 entry[key.removeprefix("train/")] = round(statistics.fmean(values), 4)
@@ -207,6 +210,8 @@ def main():
     parser.add_argument("--rampup-epochs", type=int, default=None, help="default: 40%% of --epochs")
     parser.add_argument("--lc-weight", type=float, default=10.0)
     parser.add_argument("--lc-epsilon", type=float, default=0.1)
+    parser.add_argument("--lc-epsilon-quantile", type=float, default=None,
+                        help="calibrate eps at LC start to this quantile of the batch's pair distances")
     args = parser.parse_args()
     if args.rampup_epochs is None:
         args.rampup_epochs = max(1, round(0.4 * args.epochs))

@@ -1,9 +1,11 @@
-"""Pure tensor functions: losses, pseudo-labels, ramps, schedules, cluster matching."""
+"""Pure tensor functions: losses, pseudo-labels, ramps, schedules, cluster matching, Sinkhorn, mixing."""
 from .clustering import cluster_accuracy, confusion_counts, hungarian_match
-from .local_clustering import local_clustering_loss, mean_squared_distances, pair_clustering_loss
-from .losses import masked_cross_entropy, soft_cross_entropy, softmax_kl, softmax_mse
+from .local_clustering import local_clustering_loss, mean_squared_distances, pair_clustering_loss, pair_distances
+from .losses import cross_view_cross_entropy, masked_cross_entropy, share_weights, soft_cross_entropy, softmax_kl, softmax_mse
+from .mixing import cutmix_box, extend_with_mix, mix_pair
 from .pseudo_labels import confident_labels, confident_pseudo_labels
 from .ramps import linear_rampup, sigmoid_rampup
+from .sinkhorn import sinkhorn
 from .simmatch import aggregate, align_distribution, propagate_labels, unfold
 from .schedules import SCHEDULES, constant, fixmatch_cosine, linear_decay, warmup_cosine
 
@@ -13,6 +15,7 @@ __all__ = [
     "align_distribution",
     "local_clustering_loss",
     "mean_squared_distances",
+    "pair_distances",
     "pair_clustering_loss",
     "propagate_labels",
     "unfold",
@@ -31,4 +34,10 @@ __all__ = [
     "softmax_kl",
     "softmax_mse",
     "warmup_cosine",
+    "cross_view_cross_entropy",
+    "cutmix_box",
+    "extend_with_mix",
+    "mix_pair",
+    "share_weights",
+    "sinkhorn",
 ]

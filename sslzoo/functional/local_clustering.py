@@ -25,6 +25,14 @@ def pair_clustering_loss(a: torch.Tensor, b: torch.Tensor, epsilon: float) -> to
     return weighted.sum() / neighbours.sum().clamp_min(1)
 
 
+def pair_distances(labeled: torch.Tensor, unlabeled: torch.Tensor) -> torch.Tensor:
+    """The distances L_lc looks at, flattened: labeled-unlabeled pairs and unlabeled-unlabeled
+    pairs without self-pairs. Used to monitor how many pairs are neighbours and to calibrate eps."""
+    within = mean_squared_distances(unlabeled, unlabeled)
+    off_diagonal = ~torch.eye(len(unlabeled), dtype=torch.bool, device=within.device)
+    return torch.cat([mean_squared_distances(labeled, unlabeled).flatten(), within[off_diagonal]])
+
+
 def local_clustering_loss(labeled: torch.Tensor, unlabeled: torch.Tensor, epsilon: float) -> torch.Tensor:
     """L_lc = L(Z_l, Z_u) + L(Z_u, Z_u); labeled-labeled pairs are left out."""
     return pair_clustering_loss(labeled, unlabeled, epsilon) + pair_clustering_loss(unlabeled, unlabeled, epsilon)

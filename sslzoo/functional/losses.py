@@ -45,3 +45,25 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "none":
         return loss
     raise ValueError(f"unknown reduction {reduction!r}")
+
+
+def cross_view_cross_entropy(logits: list[torch.Tensor], targets: list[torch.Tensor], target_views: list[int]) -> torch.Tensor:
+    """SwAV's swapped prediction and DINO's multi-crop loss: the mean, over every pair of a
+    target view t and a predicting view v != t, of mean_b H(targets[t], softmax(logits[v])).
+    `target_views[t]` is the index in `logits` of the view that produced `targets[t]`."""
+    terms = [
+        soft_cross_entropy(view_logits, target)
+        for target, source in zip(targets, target_views)
+        for v, view_logits in enumerate(logits)
+        if v != source
+    ]
+    if not terms:
+        raise ValueError("cross_view_cross_entropy needs at least one predicting view besides the target views")
+    return torch.stack(terms).mean()
+
+
+def share_weights(rows: dict[str, int]) -> dict[str, float]:
+    """Each part's share of all predicting rows: weighting per-part mean losses by these
+    equals one mean cross-entropy over the concatenated rows (Suave/Daino's loss weighting)."""
+    total = sum(rows.values())
+    return {name: count / total for name, count in rows.items()}

@@ -1,13 +1,18 @@
 """What every method shares: network, optimizer/schedule, EMA, evaluation, logging, safety checks."""
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 
 from ..modules import EMA, Classifier, classification_metrics, update_classification_metrics
 from ..nets import build_backbone
+from .init_from import init_from_checkpoint
 from .optim import build_optimizer, build_scheduler, param_groups
+
+EMA_SCHEDULES = ("constant", "cosine")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -34,6 +39,12 @@ class SSLMethod(L.LightningModule):
         decay_start: for "linear_decay", the fraction of training after which lr falls linearly to 0.
         ema_decay: keep an EMA of the network and evaluate with it; None disables.
         ema_buffers: how the EMA treats BN statistics ("average", "copy", "own").
+        ema_schedule: "constant" decay, or "cosine" from ema_decay up to 1 over training
+            (BYOL/DINO's teacher momentum), per optimizer step.
+        init_from: initialise `init_parts` of the network from this sslzoo checkpoint or
+            state-dict file before training (e.g. a SwAV pretraining run).
+        init_parts: sub-modules to initialise ("backbone"; add "head.hidden" and
+            "head.projection" to also take a SwAV projector).
     """
 
     views: dict[str, list] = {"labeled": ["weak"], "unlabeled": []}
@@ -56,12 +67,17 @@ class SSLMethod(L.LightningModule):
         decay_start: float = 0.0,
         ema_decay: float | None = None,
         ema_buffers: str = "average",
+        ema_schedule: str = "constant",
+        init_from: str | None = None,
+        init_parts: list[str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.network = self.build_network(build_backbone(backbone, **(backbone_options or {})), num_classes)
         self.ema = EMA(self.network, ema_decay, ema_buffers) if ema_decay is not None else None
+        if ema_schedule not in EMA_SCHEDULES:
+            raise ValueError(f"ema_schedule must be one of {EMA_SCHEDULES}, got {ema_schedule!r}")
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
 
@@ -74,11 +90,18 @@ class SSLMethod(L.LightningModule):
     def eval_network(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.network
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits used by validation, test and prediction."""
         return self.eval_network(x)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.eval_logits(x)
+
     def ema_decay_at(self, num_updates: int) -> float:
-        """The EMA decay for the update after `num_updates` earlier ones (constant by default)."""
+        """The EMA decay for the update after `num_updates` earlier ones."""
+        if self.hparams.ema_schedule == "cosine":
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            return 1.0 - (1.0 - self.ema.decay) * (math.cos(math.pi * min(num_updates, total) / total) + 1) / 2
         return self.ema.decay
 
     # ---- set-up checks -----------------------------------------------------
@@ -90,6 +113,11 @@ class SSLMethod(L.LightningModule):
                 f"model.num_classes={self.num_classes} but the data has {data_classes} classes; "
                 f"set --model.init_args.num_classes {data_classes}"
             )
+        if stage == "fit" and self.hparams.init_from:
+            # A resumed run restores its checkpoint after this, so this only matters for a fresh start.
+            init_from_checkpoint(self.network, self.hparams.init_from, tuple(self.hparams.init_parts or ["backbone"]))
+            if self.ema is not None:
+                self.ema.module.load_state_dict(self.network.state_dict())
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sslzoo"] = self._identity()
@@ -155,7 +183,7 @@ class SSLMethod(L.LightningModule):
 
     # ---- evaluation --------------------------------------------------------
     def _evaluate(self, batch: dict, metrics, prefix: str) -> None:
-        logits = self.eval_network(batch["x"])
+        logits = self.eval_logits(batch["x"])
         loss = F.cross_entropy(logits, batch["y"])
         update_classification_metrics(metrics, logits, batch["y"])
         self.log(f"{prefix}loss", loss, batch_size=len(batch["y"]), sync_dist=True)
@@ -177,4 +205,4 @@ class SSLMethod(L.LightningModule):
         self.test_metrics.reset()
 
     def predict_step(self, batch, batch_idx):
-        return {"logits": self.eval_network(batch["x"]), "idx": batch["idx"]}
+        return {"logits": self.eval_logits(batch["x"]), "idx": batch["idx"]}

@@ -3,7 +3,8 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from ..functional import local_clustering_loss, sigmoid_rampup
+from ..functional import local_clustering_loss, pair_distances, sigmoid_rampup
+from ..modules.distributed import all_reduce_mean
 from .meanteacher import MeanTeacher
 
 
@@ -22,6 +23,11 @@ class LCMeanTeacher(MeanTeacher):
     is 0 up to and including `lc_start_epoch` (r(x) = 0 for x <= 0), then
     exp(-5 (1 - x / R)^2), evaluated per epoch.
 
+    The paper's eps is tied to CNN-13's feature scale. With another backbone, set
+    `epsilon_quantile` instead: when LC switches on, eps becomes that quantile of the
+    batch's pair distances (averaged over ranks), is kept in a buffer and stays fixed.
+    `train/lc_neighbour_fraction` (pairs within eps) is logged either way.
+
     Distribution collapse (too large eps or lambda_2 pull every z to one point): the
     per-dimension feature variance is logged as `train/feature_var`; when it falls
     below `collapse_ratio` x its value when LC switched on, a warning says so (and
@@ -34,12 +40,16 @@ class LCMeanTeacher(MeanTeacher):
         epsilon: float = 50.0,
         lc_start_epoch: int = 600,
         lc_rampup_epochs: int = 100,
+        epsilon_quantile: float | None = None,
         collapse_ratio: float = 0.01,
         stop_on_collapse: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.lc_weight, self.epsilon = lc_weight, epsilon
+        if epsilon_quantile is not None and not 0 < epsilon_quantile < 1:
+            raise ValueError(f"epsilon_quantile must be in (0, 1) (a fraction of pairs), got {epsilon_quantile}")
+        self.lc_weight, self.epsilon_quantile = lc_weight, epsilon_quantile
+        self.register_buffer("epsilon", torch.tensor(0.0 if epsilon_quantile is not None else float(epsilon)))
         self.lc_start_epoch, self.lc_rampup_epochs = lc_start_epoch, lc_rampup_epochs
         self.collapse_ratio, self.stop_on_collapse = collapse_ratio, stop_on_collapse
         self.register_buffer("reference_feature_var", torch.zeros(()))
@@ -55,9 +65,15 @@ class LCMeanTeacher(MeanTeacher):
         self.log("train/lc_weight", weight, batch_size=len(labels))
         feature_var = student_features.detach().var(dim=0).mean()
         self.log("train/feature_var", feature_var, batch_size=len(labels))
+        labeled, unlabeled = student_features[: len(labels)], student_features[len(labels) :]
+        distances = pair_distances(labeled.detach(), unlabeled.detach())
+        if weight > 0 and self.epsilon == 0 and self.epsilon_quantile is not None:
+            self.epsilon.copy_(all_reduce_mean(torch.quantile(distances.float(), self.epsilon_quantile)))
+        if self.epsilon > 0:
+            self.log("train/lc_epsilon", self.epsilon, batch_size=len(labels))
+            self.log("train/lc_neighbour_fraction", (distances <= self.epsilon).float().mean(), batch_size=len(labels))
         if weight > 0:
-            labeled, unlabeled = student_features[: len(labels)], student_features[len(labels) :]
-            terms["local_clustering"] = weight * local_clustering_loss(labeled, unlabeled, self.epsilon)
+            terms["local_clustering"] = weight * local_clustering_loss(labeled, unlabeled, float(self.epsilon))
             self.check_collapse(feature_var)
         return terms
 
@@ -70,7 +86,7 @@ class LCMeanTeacher(MeanTeacher):
         message = (
             f"local clustering is collapsing the features at epoch {self.current_epoch}: their variance fell from "
             f"{float(self.reference_feature_var):.3g} (LC start) to {float(feature_var):.3g}. Lower epsilon "
-            f"({self.epsilon}) or lc_weight ({self.lc_weight}), or start LC later."
+            f"({float(self.epsilon):.3g}) or lc_weight ({self.lc_weight}), or start LC later."
         )
         self._collapse_reported = True
         if self.stop_on_collapse:

@@ -1,0 +1,57 @@
+"""Initialise a network's backbone (and optionally more) from an sslzoo checkpoint or a plain state dict."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+# Where the weights may sit inside a checkpoint: sslzoo methods keep the trained
+# network under "network."; SwAV/DINO/timm-style files use "module." or "backbone.".
+_PREFIXES = ("network.", "module.", "model.", "student.", "")
+
+
+def _state_dict(path: str) -> dict[str, torch.Tensor]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"init_from: {path} does not exist; point it at a checkpoint (.ckpt) or a saved state dict (.pt)")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "student"):
+        if isinstance(blob, dict) and isinstance(blob.get(key), dict):
+            blob = blob[key]
+            break
+    if not isinstance(blob, dict) or not all(isinstance(v, torch.Tensor) for v in blob.values()):
+        raise ValueError(f"init_from: {path} holds no state dict of tensors")
+    return blob
+
+
+def init_from_checkpoint(network: nn.Module, path: str, parts: tuple[str, ...] = ("backbone",)) -> dict[str, list[str]]:
+    """Copy the weights of `network`'s sub-modules `parts` (e.g. "backbone", "head.hidden")
+    from `path`. Keys are matched after stripping the first known prefix that makes them
+    fit; everything else in the file (prototypes, classifier heads, EMA copies) is ignored.
+    Reports and returns the missing and the ignored keys; raises when nothing matches."""
+    source = _state_dict(path)
+    wanted = {k: v for k, v in network.state_dict().items() if any(k == p or k.startswith(p + ".") for p in parts)}
+    best: dict[str, torch.Tensor] = {}
+    for prefix in _PREFIXES:
+        candidate = {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix) and k[len(prefix):] in wanted}
+        candidate.update({"backbone." + k[len(prefix):]: v for k, v in source.items()
+                          if k.startswith(prefix) and "backbone." + k[len(prefix):] in wanted and "backbone" in parts})
+        if len(candidate) > len(best):
+            best = candidate
+    if not best:
+        raise ValueError(
+            f"init_from: no weight in {path} matches this network's {', '.join(parts)} "
+            f"(first keys in the file: {', '.join(list(source)[:5])}); is it a checkpoint of the same backbone?"
+        )
+    mismatched = [k for k, v in best.items() if v.shape != wanted[k].shape]
+    if mismatched:
+        raise ValueError(f"init_from: shapes differ for {', '.join(mismatched[:5])}; the checkpoint has another backbone configuration")
+    network.load_state_dict(best, strict=False)
+    report = {"loaded": sorted(best), "missing": sorted(set(wanted) - set(best)), "ignored": len(source) - len(best)}
+    rank_zero_info(
+        f"init_from {path}: loaded {len(best)} tensors into {', '.join(parts)}; "
+        f"missing {len(report['missing'])}{': ' + ', '.join(report['missing'][:10]) if report['missing'] else ''}; "
+        f"ignored {report['ignored']} other tensors in the file (e.g. prototypes, heads)"
+    )
+    return report

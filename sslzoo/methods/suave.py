@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import torch
+
+from ..functional import mix_pair, soft_cross_entropy
+from .multicrop import GLOBAL_CROPS
+from .swav import SwAVCodes, crops_of
+
+MIXED_WEIGHTS = ("rows", "official")
+
+
+class Suave(SwAVCodes):
+    """Suave (Fini et al., CVPR 2023): SwAV made semi-supervised with K = #classes prototypes,
+    so the prototype scores are the class logits.
+
+    One step (Eq. 3, the "concatenated cross-entropy"):
+      1. labeled rows: [x_l ; mix(x_l, flip x_l)] with smoothed one-hot targets;
+         unlabeled: 2 global + N local crops and, with `mixup_unlabeled`, one mixed view
+         m = mix(g_0, flip g_1);
+      2. one forward per resolution (labeled + globals + mixed share one BN batch);
+      3. q_0, q_1 = Sinkhorn codes of the global crops (eps, 3 iterations, queue);
+      4. L_u = swapped prediction over all crops, L_l = H(y, softmax(s_l / T)),
+         L_mix = H(lam q_0 + (1 - lam) flip q_1, softmax(s_m / T));
+      5. L = sum of each term times its share of the predicting rows; detached online
+         probes on the backbone, hidden and projection outputs get the clean labeled share.
+
+    `mixed_weight`: the official code weighs L_mix by the *number of mixed views* (1)
+    instead of their rows (B), which makes the term almost vanish. "rows" (default) counts
+    its B rows like every other part, i.e. one mean cross-entropy over all rows, which
+    is what the paper describes; "official" reproduces the code.
+    """
+
+    views = {
+        "labeled": [{"name": "simclr", "strength": 0.5, "blur_prob": 0.0}],
+        "unlabeled": [{"name": "multicrop"}],
+    }
+
+    def __init__(self, mixup_unlabeled: bool = True, mixup_labeled: bool = True, mixed_weight: str = "rows", **kwargs):
+        if kwargs.get("num_prototypes") not in (None, kwargs.get("num_classes", 10)):
+            raise ValueError("Suave's prototypes are its classes: leave num_prototypes unset (it equals num_classes)")
+        if mixed_weight not in MIXED_WEIGHTS:
+            raise ValueError(f"mixed_weight must be one of {MIXED_WEIGHTS}, got {mixed_weight!r}")
+        super().__init__(mixup_labeled=mixup_labeled, **kwargs)
+        self.mixup_unlabeled, self.mixed_weight = mixup_unlabeled, mixed_weight
+
+    def training_step(self, batch, batch_idx):
+        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
+        crops = crops_of(unlabeled)
+        generator = self.step_generator()
+        labeled_x, labeled_targets = self.labeled_rows(labeled, generator)
+        num_rows, batch_size = len(labeled_x), len(crops[0])
+        inputs = [labeled_x, *crops[:GLOBAL_CROPS]]
+        if self.mixup_unlabeled:
+            mixed, lam = mix_pair(crops[0], crops[1].flip(0), generator, self.mix_alpha, self.mix_switch_prob)
+            inputs.append(mixed)
+        outputs = self.network(inputs + crops[GLOBAL_CROPS:])
+
+        codes = self.global_codes(outputs, crops[:GLOBAL_CROPS], offset=num_rows)
+        self.log_pseudo_labels(codes[0].argmax(dim=1), torch.ones_like(codes[0][:, 0]), unlabeled["y_hidden"])
+        scores = outputs["scores"]
+        labeled_scores, rest = scores[:num_rows], scores[num_rows:]
+        num_mixed = batch_size if self.mixup_unlabeled else 0
+        num_globals = GLOBAL_CROPS * batch_size
+        global_scores, mixed_scores, local_scores = rest.split([num_globals, num_mixed, len(rest) - num_globals - num_mixed])
+        crop_scores = list(global_scores.split(batch_size)) + list(local_scores.split(batch_size))
+        parts = {
+            "unsup": (self.swapped_loss(crop_scores, codes), batch_size * len(crops)),
+            "sup": (self.supervised_loss(labeled_scores, labeled_targets), num_rows),
+        }
+        if self.mixup_unlabeled:
+            mixed_targets = torch.lerp(codes[1].flip(0), codes[0], lam)
+            loss = soft_cross_entropy(mixed_scores.float() / self.temperature, mixed_targets)
+            parts["mixed"] = (loss, batch_size if self.mixed_weight == "rows" else 1)
+        probe = (self.probe_loss(outputs, labeled["y"]), len(labeled["y"]))
+        return self.total_loss(self.weighted_terms(parts, probe), len(labeled["y"]))

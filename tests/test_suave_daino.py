@@ -1,0 +1,222 @@
+"""Suave, Daino and their SwAV/DINO pretexts: mixing, loss weighting, multi-crop, init_from, training."""
+import math
+import warnings
+
+import pytest
+import torch
+
+import tiny
+from sslzoo.functional import cross_view_cross_entropy, extend_with_mix, mix_pair, share_weights, sinkhorn, soft_cross_entropy
+from sslzoo.methods import DINO, Daino, SwAV, Suave
+from sslzoo.methods.init_from import init_from_checkpoint
+from sslzoo.modules import MultiCropNetwork, Prototypes, resolution_runs
+
+SMALL_SWAV = dict(num_classes=4, backbone="tiny_conv", hidden_dim=16, projection_dim=8)
+SMALL_DINO = dict(num_classes=4, backbone="tiny_conv", hidden_dim=16, bottleneck_dim=8)
+MULTICROP = [{"name": "multicrop", "num_local": 2, "local_size": 4}]
+
+
+# ---- mixing ------------------------------------------------------------------------
+def test_mixup_extends_the_batch_with_mixed_copies_and_targets():
+    images = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 2, 2).clone()
+    targets = torch.eye(4)
+    generator = torch.Generator().manual_seed(0)
+    x, t = extend_with_mix(images, targets, generator, switch_prob=0.0)  # MixUp only
+    assert x.shape[0] == t.shape[0] == 8
+    torch.testing.assert_close(x[:4], images)
+    lam = float(t[4, 0])
+    torch.testing.assert_close(x[4:], lam * images + (1 - lam) * images.flip(0))
+    torch.testing.assert_close(t[4:], lam * targets + (1 - lam) * targets.flip(0))
+    torch.testing.assert_close(t.sum(dim=1), torch.ones(8))
+
+
+def test_cutmix_lambda_is_the_kept_area_and_draws_are_reproducible():
+    first, second = torch.zeros(3, 1, 10, 10), torch.ones(3, 1, 10, 10)
+    mixed, lam = mix_pair(first, second, torch.Generator().manual_seed(5), switch_prob=1.0)
+    assert lam == pytest.approx(1 - float(mixed[0].mean()))  # the pasted (ones) area is 1 - lam
+    again, lam_again = mix_pair(first, second, torch.Generator().manual_seed(5), switch_prob=1.0)
+    assert lam == lam_again and torch.equal(mixed, again)
+
+
+# ---- loss weighting ---------------------------------------------------------------
+def test_share_weights_make_one_mean_over_all_rows():
+    weights = share_weights({"unsup": 6 * 8, "sup": 2 * 4, "mixed": 8})
+    assert weights == {"unsup": 48 / 64, "sup": 8 / 64, "mixed": 8 / 64}
+    # per-part means weighted by their shares == the mean of all per-row losses
+    rows = {"unsup": torch.rand(48), "sup": torch.rand(8), "mixed": torch.rand(8)}
+    weighted = sum(weights[k] * v.mean() for k, v in rows.items())
+    torch.testing.assert_close(weighted, torch.cat(list(rows.values())).mean())
+
+
+def test_suave_weights_the_mixed_view_by_rows_or_like_the_official_code():
+    parts = {"unsup": (torch.tensor(1.0), 32), "sup": (torch.tensor(2.0), 8), "mixed": (torch.tensor(4.0), 8)}
+    terms = Suave(**SMALL_SWAV).weighted_terms(parts, probe=(torch.tensor(3.0), 4))
+    assert {k: float(v) for k, v in terms.items()} == pytest.approx({"unsup": 32 / 48, "sup": 16 / 48, "mixed": 32 / 48, "probe": 12 / 48})
+    official = dict(parts, mixed=(torch.tensor(4.0), 1))  # the code counts mixed *views*, not rows
+    terms = Suave(**SMALL_SWAV, mixed_weight="official").weighted_terms(official, probe=None)
+    assert float(terms["mixed"]) == pytest.approx(4 / 41)
+
+
+def test_cross_view_loss_pairs_each_target_with_every_other_view():
+    logits = [torch.randn(3, 4) for _ in range(4)]
+    targets = [torch.softmax(torch.randn(3, 4), 1) for _ in range(2)]
+    expected = sum(soft_cross_entropy(logits[v], targets[t]) for t in range(2) for v in range(4) if v != t) / 6
+    torch.testing.assert_close(cross_view_cross_entropy(logits, targets, [0, 1]), expected)
+
+
+# ---- multi-crop ---------------------------------------------------------------------
+def test_resolution_runs_group_consecutive_sizes():
+    crops = [torch.zeros(2, 3, s, s) for s in (8, 8, 8, 4, 4, 8)]
+    assert resolution_runs(crops) == [(0, 3), (3, 5), (5, 6)]
+
+
+def _batch(num_labeled=4, batch=4, sizes=(8, 8, 4, 4), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    crops = [torch.randn(batch, 3, s, s, generator=g, requires_grad=True) for s in sizes]
+    labeled = {"x": torch.randn(num_labeled, 3, 8, 8, generator=g, requires_grad=True), "y": torch.arange(num_labeled) % 4}
+    return {"labeled": labeled, "unlabeled": {"x": crops, "y_hidden": torch.arange(batch) % 4, "idx": torch.arange(batch)}}
+
+
+def test_multicrop_network_equals_one_forward_per_crop():
+    class NoHead(torch.nn.Module):
+        def forward(self, features):
+            return {}
+
+    network = MultiCropNetwork(tiny.TinyConv(), NoHead())
+    crops = _batch()["unlabeled"]["x"]
+    together = network(crops)["backbone"]
+    one_by_one = torch.cat([network.backbone(c) for c in crops])
+    torch.testing.assert_close(together, one_by_one)
+
+
+@pytest.mark.parametrize(
+    "method", [lambda: Suave(**SMALL_SWAV), lambda: SwAV(num_prototypes=6, **SMALL_SWAV), lambda: Daino(**SMALL_DINO), lambda: DINO(out_dim=6, **SMALL_DINO)],
+    ids=["suave", "swav", "daino", "dino"],
+)
+def test_every_crop_reaches_the_loss(method):
+    """A peer's DINO silently dropped the small crops; here every crop must get a gradient."""
+    model = method()
+    batch = _batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log without a trainer
+        loss = model.training_step(batch, 0)
+    loss.backward()
+    for i, crop in enumerate(batch["unlabeled"]["x"]):
+        assert crop.grad is not None and crop.grad.abs().sum() > 0, f"crop {i} does not reach the loss"
+
+
+def test_suave_loss_by_hand():
+    """Suave without mixing or queue: shares of the swapped-prediction and labeled losses."""
+    model = Suave(mixup_labeled=False, mixup_unlabeled=False, **SMALL_SWAV)
+    batch = _batch(num_labeled=2, batch=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss = model.training_step(batch, 0)
+    crops, labeled = batch["unlabeled"]["x"], batch["labeled"]
+    with torch.no_grad():
+        scores = [model.network([c])["scores"] for c in crops]  # BN-free backbone; the head's BN sees the whole batch below
+        all_scores = model.network([labeled["x"], *crops])["scores"]
+    labeled_scores, crop_scores = all_scores[:2], list(all_scores[2:].split(4))
+    codes = [sinkhorn(crop_scores[i], 0.05, 3) for i in range(2)]
+    swapped = sum(soft_cross_entropy(crop_scores[v] / 0.1, codes[i]) for i in range(2) for v in range(4) if v != i) / 6
+    smoothed = torch.full((2, 4), 0.01 / 4) + 0.99 * torch.nn.functional.one_hot(labeled["y"], 4)
+    supervised = soft_cross_entropy(labeled_scores / 0.1, smoothed)
+    probe = model.probes.loss({k: model.network([labeled["x"], *crops])[k][:2] for k in model.probes.heads}, labeled["y"])[0]
+    expected = (16 * swapped + 2 * supervised + 2 * probe) / 18
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    assert len(scores) == 4
+
+
+def test_prototypes_are_unit_norm_rows_after_normalize():
+    prototypes = Prototypes(8, 5)
+    with torch.no_grad():
+        prototypes.layer.weight.mul_(3.0)
+    prototypes.normalize_()
+    torch.testing.assert_close(prototypes.weight.norm(dim=1), torch.ones(5))
+
+
+# ---- schedules ------------------------------------------------------------------------
+def test_teacher_temperature_warms_up_linearly_per_epoch():
+    model = Daino(**SMALL_DINO)
+    assert [round(model.teacher_temperature_at(e), 4) for e in (0, 1, 9, 10, 50)] == [0.04, round(0.04 + 0.03 / 9, 4), 0.07, 0.07, 0.07]
+
+
+def test_cosine_teacher_momentum_goes_from_base_to_one(tmp_path):
+    dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=2, unlabeled_views=MULTICROP, labeled_views=["weak"])
+    model = Daino(**SMALL_DINO)
+    trainer = tiny.tiny_trainer(tmp_path, max_steps=4)
+    trainer.fit(model, datamodule=dm)
+    assert model.ema_decay_at(0) == pytest.approx(0.99)
+    assert model.ema_decay_at(2) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 2) + 1) / 2)
+    assert model.ema_decay_at(4) == pytest.approx(1.0)
+
+
+# ---- end to end, init_from -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Suave(queue_length=8, **SMALL_SWAV),
+        lambda: Suave(momentum_teacher=True, ema_decay=0.9, **SMALL_SWAV),
+        lambda: SwAV(num_prototypes=6, queue_length=8, **SMALL_SWAV),
+        lambda: DINO(out_dim=6, **SMALL_DINO),
+        lambda: Daino(**SMALL_DINO),
+    ],
+    ids=["suave-queue", "suave-momentum", "swav", "dino", "daino"],
+)
+def test_methods_train_and_validate(tmp_path, make):
+    dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=3, unlabeled_views=MULTICROP, labeled_views=["weak"])
+    model = make()
+    trainer = tiny.tiny_trainer(tmp_path, max_epochs=2, limit_val_batches=1.0, num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=dm)
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["train/loss"]) and 0 <= float(metrics["val/acc"]) <= 1
+    if getattr(model, "queue", None) is not None:
+        assert model.queue.full and float(metrics["train/queue_fill"]) == 1.0
+
+
+def test_swav_checkpoint_initialises_suave_backbone_without_prototypes(tmp_path):
+    dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=2, unlabeled_views=MULTICROP, labeled_views=["weak"])
+    swav = SwAV(num_prototypes=6, **SMALL_SWAV)
+    trainer = tiny.tiny_trainer(tmp_path, max_steps=2)
+    trainer.fit(swav, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "swav.ckpt")
+
+    suave = Suave(init_from=str(tmp_path / "swav.ckpt"), init_parts=["backbone", "head.hidden", "head.projection"], ema_decay=0.9, **SMALL_SWAV)
+    prototypes_before = suave.network.head.prototypes.weight.clone()
+    suave.trainer = None
+    report = init_from_checkpoint(suave.network, str(tmp_path / "swav.ckpt"), ("backbone", "head.hidden", "head.projection"))
+    assert report["missing"] == [] and report["ignored"] > 0
+    for name, value in swav.network.backbone.state_dict().items():
+        assert torch.equal(suave.network.backbone.state_dict()[name], value)
+    torch.testing.assert_close(suave.network.head.projection.weight, swav.network.head.projection.weight)
+    assert torch.equal(suave.network.head.prototypes.weight, prototypes_before)  # K differs and is dropped
+
+    # Through `fit`: the EMA copy starts from the loaded weights too.
+    dm2 = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=1, unlabeled_views=MULTICROP, labeled_views=["weak"])
+    suave = Suave(init_from=str(tmp_path / "swav.ckpt"), ema_decay=0.0, lr=0.0, **SMALL_SWAV)
+    tiny.tiny_trainer(tmp_path, max_steps=1).fit(suave, datamodule=dm2)
+    for name, value in swav.network.backbone.state_dict().items():
+        assert torch.equal(suave.ema.module.backbone.state_dict()[name], value)
+
+
+def test_init_from_reports_unusable_files(tmp_path):
+    network = Suave(**SMALL_SWAV).network
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        init_from_checkpoint(network, str(tmp_path / "missing.ckpt"))
+    torch.save({"unrelated.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="no weight"):
+        init_from_checkpoint(network, str(tmp_path / "other.pt"))
+    torch.save(tiny.TinyConv().state_dict(), tmp_path / "plain.pt")  # a plain backbone state dict works
+    assert init_from_checkpoint(network, str(tmp_path / "plain.pt"))["missing"] == []
+
+
+def test_bad_configurations_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="num_prototypes"):
+        Suave(num_prototypes=7, **SMALL_SWAV)
+    with pytest.raises(ValueError, match="out_dim"):
+        Daino(out_dim=7, **SMALL_DINO)
+    with pytest.raises(ValueError, match="momentum_teacher needs ema_decay"):
+        Suave(momentum_teacher=True, ema_decay=None, **SMALL_SWAV)
+    batch = _batch(sizes=(8,))
+    with pytest.raises(ValueError, match="global crops"):
+        Suave(**SMALL_SWAV).training_step(batch, 0)

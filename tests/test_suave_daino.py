@@ -113,18 +113,40 @@ def test_suave_loss_by_hand():
         warnings.simplefilter("ignore")
         loss = model.training_step(batch, 0)
     crops, labeled = batch["unlabeled"]["x"], batch["labeled"]
-    with torch.no_grad():
-        scores = [model.network([c])["scores"] for c in crops]  # BN-free backbone; the head's BN sees the whole batch below
-        all_scores = model.network([labeled["x"], *crops])["scores"]
-    labeled_scores, crop_scores = all_scores[:2], list(all_scores[2:].split(4))
+    with torch.no_grad():  # one forward as in the step: the head's BatchNorm sees the whole batch
+        outputs = model.network([labeled["x"], *crops])
+    labeled_scores, crop_scores = outputs["scores"][:2], list(outputs["scores"][2:].split(4))
     codes = [sinkhorn(crop_scores[i], 0.05, 3) for i in range(2)]
     swapped = sum(soft_cross_entropy(crop_scores[v] / 0.1, codes[i]) for i in range(2) for v in range(4) if v != i) / 6
     smoothed = torch.full((2, 4), 0.01 / 4) + 0.99 * torch.nn.functional.one_hot(labeled["y"], 4)
     supervised = soft_cross_entropy(labeled_scores / 0.1, smoothed)
-    probe = model.probes.loss({k: model.network([labeled["x"], *crops])[k][:2] for k in model.probes.heads}, labeled["y"])[0]
-    expected = (16 * swapped + 2 * supervised + 2 * probe) / 18
-    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
-    assert len(scores) == 4
+    probe = model.probes.loss({k: outputs[k][:2] for k in model.probes.heads}, labeled["y"])[0]
+    torch.testing.assert_close(loss, (16 * swapped + 2 * supervised + 2 * probe) / 18, rtol=1e-5, atol=1e-6)
+
+
+def test_daino_loss_by_hand():
+    """Daino without mixing: teacher targets softmax((t - c) / 0.04) of the two global crops,
+    student predictions / 0.1 from every other crop, labeled CE, weighted by row shares."""
+    model = Daino(mixup_labeled=False, **SMALL_DINO)
+    with torch.no_grad():
+        model.center.value.copy_(torch.randn(1, 4))
+    center = model.center.value.clone()
+    batch = _batch(num_labeled=2, batch=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss = model.training_step(batch, 0)
+    crops, labeled = batch["unlabeled"]["x"], batch["labeled"]
+    with torch.no_grad():
+        teacher = model.ema.module(crops[:2])["scores"]
+        outputs = model.network([labeled["x"], *crops])
+    targets = ((teacher - center) / 0.04).softmax(dim=1).split(4)
+    student = list(outputs["scores"][2:].split(4))
+    dino = sum(soft_cross_entropy(student[v] / 0.1, targets[t]) for t in range(2) for v in range(4) if v != t) / 6
+    smoothed = torch.full((2, 4), 0.01 / 4) + 0.99 * torch.nn.functional.one_hot(labeled["y"], 4)
+    supervised = soft_cross_entropy(outputs["scores"][:2] / 0.1, smoothed)
+    probe = model.probes.loss({k: outputs[k][:2] for k in model.probes.heads}, labeled["y"])[0]
+    torch.testing.assert_close(loss, (16 * dino + 2 * supervised + 2 * probe) / 18, rtol=1e-5, atol=1e-6)
+    assert len(model._pending_center) == 1  # the centre moves only after the optimizer step
 
 
 def test_prototypes_are_unit_norm_rows_after_normalize():
@@ -208,6 +230,12 @@ def test_init_from_reports_unusable_files(tmp_path):
         init_from_checkpoint(network, str(tmp_path / "other.pt"))
     torch.save(tiny.TinyConv().state_dict(), tmp_path / "plain.pt")  # a plain backbone state dict works
     assert init_from_checkpoint(network, str(tmp_path / "plain.pt"))["missing"] == []
+    released = {"state_dict": {f"module.{k}": v for k, v in tiny.TinyConv().state_dict().items()}}  # SwAV-release style
+    torch.save(released, tmp_path / "release.pth")
+    assert init_from_checkpoint(network, str(tmp_path / "release.pth"))["missing"] == []
+    torch.save({"net.0.weight": torch.zeros(1, 1, 1, 1)}, tmp_path / "wrong_shape.pt")
+    with pytest.raises(ValueError, match="shapes differ"):
+        init_from_checkpoint(network, str(tmp_path / "wrong_shape.pt"))
 
 
 def test_bad_configurations_are_clear_errors(tmp_path):
@@ -220,3 +248,13 @@ def test_bad_configurations_are_clear_errors(tmp_path):
     batch = _batch(sizes=(8,))
     with pytest.raises(ValueError, match="global crops"):
         Suave(**SMALL_SWAV).training_step(batch, 0)
+
+
+def test_weight_decay_follows_a_cosine_to_its_end_value(tmp_path):
+    dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=2, unlabeled_views=MULTICROP, labeled_views=["weak"])
+    model = Daino(weight_decay=0.04, weight_decay_end=0.4, optimizer="adamw", lr=1e-3, **SMALL_DINO)
+    trainer = tiny.tiny_trainer(tmp_path, max_steps=4)
+    trainer.fit(model, datamodule=dm)
+    decayed, not_decayed = trainer.optimizers[0].param_groups
+    assert decayed["weight_decay"] == pytest.approx(0.4 + (0.04 - 0.4) * (1 + math.cos(math.pi * 3 / 4)) / 2)  # set before step 4
+    assert not_decayed["weight_decay"] == 0.0

@@ -256,18 +256,19 @@ def _default_blur(info) -> float:
     return 0.0 if info.fixed_size else 0.5
 
 
-def _crop_view(info, size: int, scale, strength: float, blur_prob: float) -> FloatView:
+def _crop_view(info, size: int, scale, strength: float, blur_prob: float, gray_prob: float = 0.2) -> FloatView:
     """RandomResizedCrop(size, scale) + flip + colour distortion + normalisation, in float after the crop."""
     ops = [RandomResizedCropFloat(size, scale=scale), RandomHorizontalFlip()]
-    ops += color_distortion(strength, blur_prob=blur_prob, image_size=size)
+    ops += color_distortion(strength, gray_prob=gray_prob, blur_prob=blur_prob, image_size=size)
     return FloatView(ops, UnitNormalize(info.mean, info.std))
 
 
-def simclr_view(info, crop_scale=None, strength: float = 0.5, blur_prob: float | None = None) -> View:
-    """RandomResizedCrop + flip + colour distortion (SCAN's CIFAR recipe: scale (0.2, 1), s=0.5)."""
+def simclr_view(info, crop_scale=None, strength: float = 0.5, blur_prob: float | None = None, gray_prob: float = 0.2) -> View:
+    """RandomResizedCrop + flip + colour distortion (SCAN's CIFAR recipe: scale (0.2, 1), s=0.5).
+    With strength 0.5 and no blur it is also Suave's Inception-style labeled view (jitter 0.4/0.4/0.4/0.1)."""
     crop_scale = tuple(crop_scale or ((0.2, 1.0) if info.fixed_size else (0.08, 1.0)))
     blur_prob = _default_blur(info) if blur_prob is None else blur_prob
-    return _crop_view(info, info.image_size, crop_scale, strength, blur_prob)
+    return _crop_view(info, info.image_size, crop_scale, strength, blur_prob, gray_prob)
 
 
 class MultiCrop(torch.nn.Module):
@@ -294,6 +295,7 @@ def multicrop_view(
     local_scale=None,
     strength: float = 1.0,
     blur_prob: float | None = None,
+    gray_prob: float = 0.2,
 ) -> MultiCrop:
     """SwAV multi-crop. Defaults: ImageNet 2x224 (0.14, 1) + 96 px (0.05, 0.14);
     fixed-size data (Suave's CIFAR appendix) global (0.6, 1) + local (0.1, 0.6) at 18/32 of the size."""
@@ -304,8 +306,8 @@ def multicrop_view(
     local_scale = tuple(local_scale or ((0.1, 0.6) if info.fixed_size else (0.05, 0.14)))
     blur_prob = _default_blur(info) if blur_prob is None else blur_prob
     return MultiCrop(
-        _crop_view(info, global_size, global_scale, strength, blur_prob),
-        _crop_view(info, local_size, local_scale, strength, blur_prob),
+        _crop_view(info, global_size, global_scale, strength, blur_prob, gray_prob),
+        _crop_view(info, local_size, local_scale, strength, blur_prob, gray_prob),
         num_global,
         num_local,
     )

@@ -34,7 +34,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from datamodules import ArrayDataModule  # noqa: E402
-from sslzoo.methods import FixMatch, LCMeanTeacher, MeanTeacher, SimMatch, Supervised  # noqa: E402
+from sslzoo.methods import DINO, Daino, FixMatch, LCMeanTeacher, MeanTeacher, SimMatch, Suave, Supervised, SwAV  # noqa: E402
+
+CLUSTERING = ("swav", "dino", "suave", "suave_swav", "daino", "daino_dino")
+PRETEXT_OF = {"suave_swav": "swav", "daino_dino": "dino"}  # initialised from the pretext run of this invocation
 
 DATA = REPO.parent / "shared" / "data" / "cifar10_subset.npz"
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -46,7 +49,8 @@ class StepRecorder(L.Callback):
 
     KEYS = ("train/loss", "train/loss_sup", "train/loss_unsup", "train/loss_consistency", "train/mask_rate",
             "train/pseudo_acc_all", "train/pseudo_acc_masked", "train/consistency_weight", "train/lr",
-            "train/lc_weight", "train/lc_epsilon", "train/lc_neighbour_fraction", "train/feature_var")
+            "train/lc_weight", "train/lc_epsilon", "train/lc_neighbour_fraction", "train/feature_var",
+            "train/loss_swav", "train/loss_dino", "train/loss_mixed", "train/probe_backbone_acc", "train/queue_fill")
 
     def __init__(self):
         self.step_times, self.history = [], []
@@ -95,7 +99,39 @@ def build_method(name: str, args, steps_per_epoch: int):
             lc_start_epoch=args.epochs // 2,
             lc_rampup_epochs=max(1, round(0.1 * args.epochs)), **common,
         )
+    if name in ("swav", "dino", "suave", "suave_swav", "daino", "daino_dino"):
+        return build_clustering_method(name, args, common, steps_per_epoch)
     raise ValueError(f"unknown method {name!r}")
+
+
+def build_clustering_method(name: str, args, common: dict, steps_per_epoch: int):
+    """Suave/Daino and their pretexts with the paper's CIFAR-100 recipe (appendix A.2): LARS
+    lr 2.8, wd 3e-6, warm-up then cosine (5 of 100 epochs, final 0.001/0.4 of the peak, as
+    in A.1), momentum encoder 0.99, label smoothing 0.01, T 0.1. Sinkhorn eps 0.05 is SwAV's
+    (0.086 was chosen for 100 classes); queue 1024 here (the paper's 3840 is a third of this
+    10k-image pool); the teacher temperature warm-up keeps Daino's 10/200-epoch proportion."""
+    total = args.pretext_steps if name in ("swav", "dino") else args.steps
+    common = dict(
+        common, optimizer="lars", lr=args.lars_lr, weight_decay=args.lars_weight_decay, scheduler="warmup_cosine",
+        warmup_steps=max(1, total // 20), final_lr_fraction=0.0025,
+    )
+    epochs = max(1, total // steps_per_epoch)
+    if name in ("swav", "suave", "suave_swav"):
+        options = dict(common, epsilon=args.sinkhorn_epsilon, queue_length=args.queue_length, hidden_dim=512)
+        if name == "swav":
+            options.update(ema_decay=None, num_prototypes=args.swav_prototypes, freeze_prototypes_steps=steps_per_epoch)
+            return SwAV(**options)
+        options.update(momentum_teacher=True, ema_decay=0.99, ema_schedule="cosine")
+        return Suave(init_from=args.pretrained.get(name), **options)
+    options = dict(common, hidden_dim=512, bottleneck_dim=128, ema_decay=0.99, teacher_temperature=0.07,
+                   teacher_temperature_warmup_epochs=max(1, round(epochs * 10 / 200)))
+    if name == "dino":
+        # DINO's own recipe rather than Suave's LARS (which collapsed DINO to a uniform output here):
+        # AdamW lr 5e-4, wd cosine 0.04 -> 0.4, teacher momentum 0.996 -> 1, frozen last-layer norm.
+        options.update(optimizer="adamw", lr=args.dino_lr, weight_decay=0.04, weight_decay_end=0.4,
+                       ema_decay=0.996, warmup_steps=max(1, total // 10), final_lr_fraction=0.002)
+        return DINO(out_dim=args.dino_out_dim, norm_last_layer=True, **options)
+    return Daino(init_from=args.pretrained.get(name), **options)
 
 
 def run(name: str, args, steps: int, probe: bool = False) -> dict:
@@ -112,6 +148,7 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         eval_batch_size=500,
         mean=CIFAR10_MEAN,
         std=CIFAR10_STD,
+        unlabeled_views=[{"name": "multicrop", "num_local": args.num_local}] if name in CLUSTERING else None,
     )
     method = build_method(name, args, steps_per_epoch)
     recorder = StepRecorder()
@@ -133,6 +170,13 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
     trainer.fit(method, datamodule=datamodule)
     fit_seconds = time.perf_counter() - t0
     fit_cpu_seconds = time.process_time() - cpu0
+    if name in ("swav", "dino"):
+        path = Path(args.pretext_dir) / f"{name}.ckpt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(path)
+        for method_name, pretext in PRETEXT_OF.items():
+            if pretext == name:
+                args.pretrained[method_name] = str(path)
     if probe:
         times = recorder.step_times[2:] or recorder.step_times
         return {"median_step_s": statistics.median(times), "fit_s": fit_seconds}
@@ -148,7 +192,8 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         "test_balanced_acc": round(float(test["test/balanced_acc"]), 4),
         "test_acc_top5": round(float(test["test/acc_top5"]), 4) if "test/acc_top5" in test else None,
         "test_loss": round(float(test["test/loss"]), 4),
-        "evaluated_on": "EMA weights" if method.ema is not None else "raw weights",
+        "evaluated_on": ("online linear probe on the backbone" if isinstance(method, (SwAV, DINO))
+                         else "EMA weights" if method.ema is not None else "raw weights"),
         "ema_updates": int(method.ema.num_updates) if method.ema is not None else None,
         "steps": int(trainer.global_step),
         "epochs_run": int(trainer.current_epoch),
@@ -173,7 +218,8 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         chunk = recorder.history[start:start + window]
         entry = {"steps": f"{start}-{start + len(chunk) - 1}"}
         for key in ("train/loss_sup", "train/mask_rate", "train/pseudo_acc_masked", "train/pseudo_acc_all",
-                    "train/consistency_weight", "train/lc_weight", "train/lc_neighbour_fraction", "train/feature_var"):
+                    "train/consistency_weight", "train/lc_weight", "train/lc_neighbour_fraction", "train/feature_var",
+                    "train/loss_swav", "train/loss_dino", "train/loss_unsup", "train/probe_backbone_acc"):
             values = [h[key] for h in chunk if key in h]
             if values:
                 entry[key.removeprefix("train/")] = round(statistics.fmean(values), 4)
@@ -210,9 +256,20 @@ def main():
     parser.add_argument("--rampup-epochs", type=int, default=None, help="default: 40%% of --epochs")
     parser.add_argument("--lc-weight", type=float, default=10.0)
     parser.add_argument("--lc-epsilon", type=float, default=0.1)
+    parser.add_argument("--pretext-steps", type=int, default=1000, help="steps of the SwAV/DINO pretraining runs")
+    parser.add_argument("--pretext-dir", default="runs/benchmarks/pretext", help="where pretext checkpoints are written")
+    parser.add_argument("--num-local", type=int, default=4, help="local crops (Suave/Daino CIFAR: 2 global + 4 local)")
+    parser.add_argument("--lars-lr", type=float, default=2.8)
+    parser.add_argument("--lars-weight-decay", type=float, default=3e-6)
+    parser.add_argument("--sinkhorn-epsilon", type=float, default=0.05)
+    parser.add_argument("--queue-length", type=int, default=1024)
+    parser.add_argument("--swav-prototypes", type=int, default=100)
+    parser.add_argument("--dino-out-dim", type=int, default=1024)
+    parser.add_argument("--dino-lr", type=float, default=5e-4)
     parser.add_argument("--lc-epsilon-quantile", type=float, default=None,
                         help="calibrate eps at LC start to this quantile of the batch's pair distances")
     args = parser.parse_args()
+    args.pretrained = {}
     if args.rampup_epochs is None:
         args.rampup_epochs = max(1, round(0.4 * args.epochs))
 
@@ -251,7 +308,7 @@ def main():
             "std": CIFAR10_STD,
         },
         "config": {
-            **{k: v for k, v in vars(args).items() if k not in ("out", "probe")},
+            **{k: v for k, v in vars(args).items() if k not in ("out", "probe", "pretrained")},
             "steps_per_epoch": max(1, args.steps // args.epochs),
             "backbone": "wide_resnet",
             "backbone_options": {"depth": args.depth, "widen_factor": args.widen, "bn_momentum": args.bn_momentum},
@@ -272,8 +329,12 @@ def main():
     }
     out = Path(args.out)
     for name in methods:
-        print(f"== {name}: {args.steps} steps ...", flush=True)
-        result = run(name, args, args.steps)
+        print(f"== {name}: {args.pretext_steps if name in ('swav', 'dino') else args.steps} steps ...", flush=True)
+        if name in PRETEXT_OF and PRETEXT_OF[name] not in report["results"]:
+            sys.exit(f"error: {name} is initialised from the {PRETEXT_OF[name]} run: list {PRETEXT_OF[name]} before it in --methods")
+        result = run(name, args, args.pretext_steps if name in ("swav", "dino") else args.steps)
+        if name in PRETEXT_OF:
+            result["initialised_from"] = args.pretrained[name]
         report["results"][name] = result
         print(f"   test acc {result['test_acc']:.4f} (balanced {result['test_balanced_acc']:.4f}), "
               f"fit {result['wall_time_fit_s']:.0f} s", flush=True)

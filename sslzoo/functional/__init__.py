@@ -7,7 +7,7 @@ from .pseudo_labels import confident_labels, confident_pseudo_labels
 from .ramps import linear_rampup, sigmoid_rampup
 from .sinkhorn import sinkhorn
 from .simmatch import aggregate, align_distribution, propagate_labels, unfold
-from .schedules import SCHEDULES, constant, fixmatch_cosine, linear_decay, warmup_cosine
+from .schedules import SCHEDULES, constant, cosine_between, fixmatch_cosine, linear_decay, warmup_cosine
 
 __all__ = [
     "SCHEDULES",
@@ -34,6 +34,7 @@ __all__ = [
     "softmax_kl",
     "softmax_mse",
     "warmup_cosine",
+    "cosine_between",
     "cross_view_cross_entropy",
     "cutmix_box",
     "extend_with_mix",

@@ -31,3 +31,10 @@ def linear_decay(step: int, total_steps: int, decay_start: float = 0.0) -> float
 
 
 SCHEDULES = {"fixmatch_cosine": fixmatch_cosine, "warmup_cosine": warmup_cosine, "constant": constant, "linear_decay": linear_decay}
+
+
+def cosine_between(step: int, total_steps: int, start: float, end: float) -> float:
+    """Half-cosine from `start` (step 0) to `end` (step total_steps and after): DINO's teacher
+    momentum and weight-decay schedules."""
+    progress = min(step, total_steps) / max(1, total_steps)
+    return end + (start - end) * (1 + math.cos(math.pi * progress)) / 2

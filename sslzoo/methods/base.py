@@ -1,12 +1,11 @@
 """What every method shares: network, optimizer/schedule, EMA, evaluation, logging, safety checks."""
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import torch
 import torch.nn.functional as F
 
+from ..functional import cosine_between
 from ..modules import EMA, Classifier, classification_metrics, update_classification_metrics
 from ..nets import build_backbone
 from .init_from import init_from_checkpoint
@@ -32,6 +31,8 @@ class SSLMethod(L.LightningModule):
         head: classifier head, "linear" (FixMatch) or "weight_norm" (Mean Teacher's CNN-13 setup).
         optimizer: "sgd" (Nesterov by default), "lars" or "adamw".
         lr, momentum, nesterov, weight_decay: optimizer settings.
+        weight_decay_end: if set, the weight decay follows a cosine from weight_decay to this
+            value over training, per optimizer step (DINO: 0.04 -> 0.4).
         decay_norm_and_bias: also decay BN parameters and biases (off: FixMatch decays kernels only).
         scheduler: "fixmatch_cosine" (cos(7 pi k / 16 K)), "warmup_cosine", "linear_decay" or "constant",
             stepped per optimizer step over `trainer.estimated_stepping_batches`.
@@ -60,6 +61,7 @@ class SSLMethod(L.LightningModule):
         momentum: float = 0.9,
         nesterov: bool = True,
         weight_decay: float = 5e-4,
+        weight_decay_end: float | None = None,
         decay_norm_and_bias: bool = False,
         scheduler: str = "fixmatch_cosine",
         warmup_steps: int = 0,
@@ -100,8 +102,7 @@ class SSLMethod(L.LightningModule):
     def ema_decay_at(self, num_updates: int) -> float:
         """The EMA decay for the update after `num_updates` earlier ones."""
         if self.hparams.ema_schedule == "cosine":
-            total = max(1, int(self.trainer.estimated_stepping_batches))
-            return 1.0 - (1.0 - self.ema.decay) * (math.cos(math.pi * min(num_updates, total) / total) + 1) / 2
+            return cosine_between(num_updates, int(self.trainer.estimated_stepping_batches), self.ema.decay, 1.0)
         return self.ema.decay
 
     # ---- set-up checks -----------------------------------------------------
@@ -148,6 +149,13 @@ class SSLMethod(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         self.log("train/lr", optimizer.param_groups[0]["lr"])
+        end = self.hparams.weight_decay_end
+        if end is not None:
+            decay = cosine_between(self.global_step, int(self.trainer.estimated_stepping_batches), self.hparams.weight_decay, end)
+            for group in optimizer.param_groups:
+                if group["weight_decay"] > 0:
+                    group["weight_decay"] = decay
+            self.log("train/weight_decay", decay)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         # Lightning calls this once per real optimizer step (not per accumulated

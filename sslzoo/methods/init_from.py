@@ -7,9 +7,21 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-# Where the weights may sit inside a checkpoint: sslzoo methods keep the trained
-# network under "network."; SwAV/DINO/timm-style files use "module." or "backbone.".
-_PREFIXES = ("network.", "module.", "model.", "student.", "")
+# Wrappers around the weights in the files we read: sslzoo methods keep the trained network
+# under "network." (its backbone under "backbone.", a timm model under "backbone.model."),
+# SwAV/DINO releases under "module."/"student." and "backbone.".
+_WRAPPERS = ("network.", "module.", "student.", "backbone.", "model.")
+
+
+def _core(key: str) -> str:
+    """The key without any leading wrapper prefixes: "network.backbone.model.conv1.weight" -> "conv1.weight"."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPERS:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix):], True
+    return key
 
 
 def _state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -27,30 +39,26 @@ def _state_dict(path: str) -> dict[str, torch.Tensor]:
 
 def init_from_checkpoint(network: nn.Module, path: str, parts: tuple[str, ...] = ("backbone",)) -> dict[str, list[str]]:
     """Copy the weights of `network`'s sub-modules `parts` (e.g. "backbone", "head.hidden")
-    from `path`. Keys are matched after stripping the first known prefix that makes them
-    fit; everything else in the file (prototypes, classifier heads, EMA copies) is ignored.
+    from `path`. Keys are matched after stripping wrapper prefixes on both sides (so an
+    sslzoo checkpoint, a plain backbone state dict and SwAV/DINO/timm releases all fit);
+    everything else in the file (prototypes, classifier heads, EMA copies) is ignored.
     Reports and returns the missing and the ignored keys; raises when nothing matches."""
     source = _state_dict(path)
     wanted = {k: v for k, v in network.state_dict().items() if any(k == p or k.startswith(p + ".") for p in parts)}
-    best: dict[str, torch.Tensor] = {}
-    for prefix in _PREFIXES:
-        candidate = {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix) and k[len(prefix):] in wanted}
-        candidate.update({"backbone." + k[len(prefix):]: v for k, v in source.items()
-                          if k.startswith(prefix) and "backbone." + k[len(prefix):] in wanted and "backbone" in parts})
-        if len(candidate) > len(best):
-            best = candidate
-    if not best:
+    by_core = {_core(k): k for k in wanted}
+    matched = {by_core[_core(k)]: v for k, v in source.items() if _core(k) in by_core}
+    if not matched:
         raise ValueError(
             f"init_from: no weight in {path} matches this network's {', '.join(parts)} "
             f"(first keys in the file: {', '.join(list(source)[:5])}); is it a checkpoint of the same backbone?"
         )
-    mismatched = [k for k, v in best.items() if v.shape != wanted[k].shape]
+    mismatched = [k for k, v in matched.items() if v.shape != wanted[k].shape]
     if mismatched:
         raise ValueError(f"init_from: shapes differ for {', '.join(mismatched[:5])}; the checkpoint has another backbone configuration")
-    network.load_state_dict(best, strict=False)
-    report = {"loaded": sorted(best), "missing": sorted(set(wanted) - set(best)), "ignored": len(source) - len(best)}
+    network.load_state_dict(matched, strict=False)
+    report = {"loaded": sorted(matched), "missing": sorted(set(wanted) - set(matched)), "ignored": len(source) - len(matched)}
     rank_zero_info(
-        f"init_from {path}: loaded {len(best)} tensors into {', '.join(parts)}; "
+        f"init_from {path}: loaded {len(matched)} tensors into {', '.join(parts)}; "
         f"missing {len(report['missing'])}{': ' + ', '.join(report['missing'][:10]) if report['missing'] else ''}; "
         f"ignored {report['ignored']} other tensors in the file (e.g. prototypes, heads)"
     )

@@ -238,6 +238,17 @@ def test_init_from_reports_unusable_files(tmp_path):
         init_from_checkpoint(network, str(tmp_path / "wrong_shape.pt"))
 
 
+def test_suave_trains_on_two_global_crops_without_locals():
+    """The fine-tuning stage's unlabeled view: 2 crops, no local crops."""
+    model = Suave(**SMALL_SWAV)
+    batch = _batch(sizes=(8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss = model.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss) and all(c.grad.abs().sum() > 0 for c in batch["unlabeled"]["x"])
+
+
 def test_bad_configurations_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="num_prototypes"):
         Suave(num_prototypes=7, **SMALL_SWAV)

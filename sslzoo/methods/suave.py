@@ -62,7 +62,7 @@ class Suave(SwAVCodes):
         num_mixed = batch_size if self.mixup_unlabeled else 0
         num_globals = GLOBAL_CROPS * batch_size
         global_scores, mixed_scores, local_scores = rest.split([num_globals, num_mixed, len(rest) - num_globals - num_mixed])
-        crop_scores = list(global_scores.split(batch_size)) + list(local_scores.split(batch_size))
+        crop_scores = list(global_scores.split(batch_size)) + (list(local_scores.split(batch_size)) if len(local_scores) else [])
         parts = {
             "unsup": (self.swapped_loss(crop_scores, codes), batch_size * len(crops)),
             "sup": (self.supervised_loss(labeled_scores, labeled_targets), num_rows),

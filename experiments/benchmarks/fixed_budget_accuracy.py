@@ -149,6 +149,7 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         mean=CIFAR10_MEAN,
         std=CIFAR10_STD,
         unlabeled_views=[{"name": "multicrop", "num_local": args.num_local}] if name in CLUSTERING else None,
+        unlabeled_batch_size=args.clustering_unlabeled_batch if name in CLUSTERING else None,
     )
     method = build_method(name, args, steps_per_epoch)
     recorder = StepRecorder()
@@ -266,10 +267,14 @@ def main():
     parser.add_argument("--swav-prototypes", type=int, default=100)
     parser.add_argument("--dino-out-dim", type=int, default=1024)
     parser.add_argument("--dino-lr", type=float, default=5e-4)
+    parser.add_argument("--clustering-unlabeled-batch", type=int, default=None,
+                        help="unlabeled batch of SwAV/DINO/Suave/Daino (default batch-size x mu; Suave's CIFAR recipe is 1.28 x the labeled batch)")
+    parser.add_argument("--init-from", action="append", default=[], metavar="METHOD=CKPT",
+                        help="initialise suave_swav / daino_dino from an existing pretext checkpoint instead of running the pretext here")
     parser.add_argument("--lc-epsilon-quantile", type=float, default=None,
                         help="calibrate eps at LC start to this quantile of the batch's pair distances")
     args = parser.parse_args()
-    args.pretrained = {}
+    args.pretrained = dict(item.split("=", 1) for item in args.init_from)
     if args.rampup_epochs is None:
         args.rampup_epochs = max(1, round(0.4 * args.epochs))
 
@@ -308,7 +313,7 @@ def main():
             "std": CIFAR10_STD,
         },
         "config": {
-            **{k: v for k, v in vars(args).items() if k not in ("out", "probe", "pretrained")},
+            **{k: v for k, v in vars(args).items() if k not in ("out", "probe")},
             "steps_per_epoch": max(1, args.steps // args.epochs),
             "backbone": "wide_resnet",
             "backbone_options": {"depth": args.depth, "widen_factor": args.widen, "bn_momentum": args.bn_momentum},
@@ -330,7 +335,7 @@ def main():
     out = Path(args.out)
     for name in methods:
         print(f"== {name}: {args.pretext_steps if name in ('swav', 'dino') else args.steps} steps ...", flush=True)
-        if name in PRETEXT_OF and PRETEXT_OF[name] not in report["results"]:
+        if name in PRETEXT_OF and name not in args.pretrained:
             sys.exit(f"error: {name} is initialised from the {PRETEXT_OF[name]} run: list {PRETEXT_OF[name]} before it in --methods")
         result = run(name, args, args.pretext_steps if name in ("swav", "dino") else args.steps)
         if name in PRETEXT_OF:

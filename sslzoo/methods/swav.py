@@ -86,8 +86,8 @@ class SwAVCodes(MultiCropMethod):
             offset = 0
         else:
             scores, z, prototypes = outputs["scores"], outputs["z"], self.prototypes.weight
-        span = lambda t, i: t[offset + i * batch : offset + (i + 1) * batch].detach().float()  # noqa: E731
-        return self.codes([span(scores, i) for i in range(GLOBAL_CROPS)], [span(z, i) for i in range(GLOBAL_CROPS)], prototypes.detach().float())
+        rows = [slice(offset + i * batch, offset + (i + 1) * batch) for i in range(GLOBAL_CROPS)]
+        return self.codes([scores[r].detach().float() for r in rows], [z[r].detach().float() for r in rows], prototypes.detach().float())
 
     def swapped_loss(self, crop_scores: list[torch.Tensor], codes: list[torch.Tensor]) -> torch.Tensor:
         return cross_view_cross_entropy([s.float() / self.temperature for s in crop_scores], codes, list(range(GLOBAL_CROPS)))

@@ -118,8 +118,8 @@ def _distributed_worker(rank: int, world: int, port: int, results):
         queue.push(torch.tensor([[10.0 + rank]]))
         center = Center(4, momentum=0.5)
         center.update(shard)
-        if rank == 0:
-            results.put((torch.cat(gathered), queue.ordered().clone(), center.value.clone()))
+        if rank == 0:  # plain lists: shared-memory tensors would vanish with this process
+            results.put((torch.cat(gathered).tolist(), queue.ordered().tolist(), center.value.tolist()))
     finally:
         dist.destroy_process_group()
 
@@ -133,7 +133,7 @@ def test_two_processes_equal_one_for_sinkhorn_queue_and_center():
     processes = [context.Process(target=_distributed_worker, args=(r, 2, port, results)) for r in range(2)]
     for p in processes:
         p.start()
-    codes, queued, centre = results.get(timeout=120)
+    codes, queued, centre = (torch.tensor(x) for x in results.get(timeout=120))
     for p in processes:
         p.join(timeout=60)
         assert p.exitcode == 0

@@ -269,3 +269,16 @@ def test_weight_decay_follows_a_cosine_to_its_end_value(tmp_path):
     decayed, not_decayed = trainer.optimizers[0].param_groups
     assert decayed["weight_decay"] == pytest.approx(0.4 + (0.04 - 0.4) * (1 + math.cos(math.pi * 3 / 4)) / 2)  # set before step 4
     assert not_decayed["weight_decay"] == 0.0
+
+
+def test_lars_adapts_every_group_like_swav_larc():
+    """A no-decay group (BN, biases) must get the trust ratio too: with lr 2.8 plain SGD would blow it up."""
+    from sslzoo.methods.optim import build_optimizer
+
+    weight, bias = torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(4))
+    optimizer = build_optimizer([{"params": [weight], "weight_decay": 0.0}, {"params": [bias], "weight_decay": 0.0}], "lars", lr=2.8, momentum=0.0)
+    weight.grad, bias.grad = torch.full((4,), 1000.0), torch.full((4,), 10.0)
+    optimizer.step()
+    # step = lr * 0.001 * ||p|| / ||g|| * g = 2.8 * 0.001 * 2 / 2000 * 1000 for both, whatever the grad scale
+    torch.testing.assert_close(weight.detach(), torch.full((4,), 1 - 0.0028))
+    torch.testing.assert_close(bias.detach(), torch.full((4,), 1 - 0.0028))

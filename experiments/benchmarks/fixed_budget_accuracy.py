@@ -106,13 +106,13 @@ def build_method(name: str, args, steps_per_epoch: int):
 
 def build_clustering_method(name: str, args, common: dict, steps_per_epoch: int):
     """Suave/Daino and their pretexts with the paper's CIFAR-100 recipe (appendix A.2): LARS
-    lr 2.8, wd 3e-6, warm-up then cosine (5 of 100 epochs, final 0.001/0.4 of the peak, as
+    lr 2.8 (trust ratio and decay on every parameter, as SwAV's LARC), wd 3e-6, warm-up then cosine (5 of 100 epochs, final 0.001/0.4 of the peak, as
     in A.1), momentum encoder 0.99, label smoothing 0.01, T 0.1. Sinkhorn eps 0.05 is SwAV's
     (0.086 was chosen for 100 classes); queue 1024 here (the paper's 3840 is a third of this
     10k-image pool); the teacher temperature warm-up keeps Daino's 10/200-epoch proportion."""
     total = args.pretext_steps if name in ("swav", "dino") else args.steps
     common = dict(
-        common, optimizer="lars", lr=args.lars_lr, weight_decay=args.lars_weight_decay, scheduler="warmup_cosine",
+        common, optimizer="lars", lr=args.lars_lr, weight_decay=args.lars_weight_decay, decay_norm_and_bias=True, scheduler="warmup_cosine",
         warmup_steps=max(1, total // 20), final_lr_fraction=0.0025,
     )
     epochs = max(1, total // steps_per_epoch)
@@ -128,7 +128,7 @@ def build_clustering_method(name: str, args, common: dict, steps_per_epoch: int)
     if name == "dino":
         # DINO's own recipe rather than Suave's LARS (which collapsed DINO to a uniform output here):
         # AdamW lr 5e-4, wd cosine 0.04 -> 0.4, teacher momentum 0.996 -> 1, frozen last-layer norm.
-        options.update(optimizer="adamw", lr=args.dino_lr, weight_decay=0.04, weight_decay_end=0.4,
+        options.update(optimizer="adamw", lr=args.dino_lr, weight_decay=0.04, weight_decay_end=0.4, decay_norm_and_bias=False,
                        ema_decay=0.996, warmup_steps=max(1, total // 10), final_lr_fraction=0.002)
         return DINO(out_dim=args.dino_out_dim, norm_last_layer=True, **options)
     return Daino(init_from=args.pretrained.get(name), **options)

@@ -32,8 +32,9 @@ def build_optimizer(groups: list[dict], name: str, lr: float, momentum: float = 
     if name == "lars":
         from timm.optim import Lars
 
-        # timm's LARS adapts only groups with weight decay, so BN/bias are excluded as in SwAV.
-        return Lars(groups, lr=lr, momentum=momentum, trust_coeff=0.001)
+        # Every parameter gets the trust ratio, as SwAV/Suave's LARC(clip=False) does; timm's default
+        # (always_adapt=False) would leave no-decay groups (BN, biases) at plain SGD with LARS's large lr.
+        return Lars(groups, lr=lr, momentum=momentum, trust_coeff=0.001, always_adapt=True)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")

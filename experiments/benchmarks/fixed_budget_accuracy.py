@@ -36,7 +36,8 @@ sys.path.insert(0, str(REPO))
 from datamodules import ArrayDataModule  # noqa: E402
 from sslzoo.methods import DINO, Daino, FixMatch, LCMeanTeacher, MeanTeacher, SimMatch, Suave, Supervised, SwAV  # noqa: E402
 
-CLUSTERING = ("swav", "dino", "suave", "suave_swav", "daino", "daino_dino")
+PRETEXTS = ("swav", "dino")  # trained for --pretext-steps; their checkpoints initialise PRETEXT_OF's methods
+CLUSTERING = (*PRETEXTS, "suave", "suave_swav", "daino", "daino_dino")
 PRETEXT_OF = {"suave_swav": "swav", "daino_dino": "dino"}  # initialised from the pretext run of this invocation
 
 DATA = REPO.parent / "shared" / "data" / "cifar10_subset.npz"
@@ -99,9 +100,13 @@ def build_method(name: str, args, steps_per_epoch: int):
             lc_start_epoch=args.epochs // 2,
             lc_rampup_epochs=max(1, round(0.1 * args.epochs)), **common,
         )
-    if name in ("swav", "dino", "suave", "suave_swav", "daino", "daino_dino"):
+    if name in CLUSTERING:
         return build_clustering_method(name, args, common, steps_per_epoch)
     raise ValueError(f"unknown method {name!r}")
+
+
+def steps_of(name: str, args) -> int:
+    return args.pretext_steps if name in PRETEXTS else args.steps
 
 
 def build_clustering_method(name: str, args, common: dict, steps_per_epoch: int):
@@ -110,7 +115,7 @@ def build_clustering_method(name: str, args, common: dict, steps_per_epoch: int)
     in A.1), momentum encoder 0.99, label smoothing 0.01, T 0.1. Sinkhorn eps 0.05 is SwAV's
     (0.086 was chosen for 100 classes); queue 1024 here (the paper's 3840 is a third of this
     10k-image pool); the teacher temperature warm-up keeps Daino's 10/200-epoch proportion."""
-    total = args.pretext_steps if name in ("swav", "dino") else args.steps
+    total = steps_of(name, args)
     common = dict(
         common, optimizer="lars", lr=args.lars_lr, weight_decay=args.lars_weight_decay, decay_norm_and_bias=True, scheduler="warmup_cosine",
         warmup_steps=max(1, total // 20), final_lr_fraction=0.0025,
@@ -171,7 +176,7 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
     trainer.fit(method, datamodule=datamodule)
     fit_seconds = time.perf_counter() - t0
     fit_cpu_seconds = time.process_time() - cpu0
-    if name in ("swav", "dino"):
+    if name in PRETEXTS:
         path = Path(args.pretext_dir) / f"{name}.ckpt"
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(path)
@@ -334,10 +339,10 @@ def main():
     }
     out = Path(args.out)
     for name in methods:
-        print(f"== {name}: {args.pretext_steps if name in ('swav', 'dino') else args.steps} steps ...", flush=True)
+        print(f"== {name}: {steps_of(name, args)} steps ...", flush=True)
         if name in PRETEXT_OF and name not in args.pretrained:
             sys.exit(f"error: {name} is initialised from the {PRETEXT_OF[name]} run: list {PRETEXT_OF[name]} before it in --methods")
-        result = run(name, args, args.pretext_steps if name in ("swav", "dino") else args.steps)
+        result = run(name, args, steps_of(name, args))
         if name in PRETEXT_OF:
             result["initialised_from"] = args.pretrained[name]
         report["results"][name] = result

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from .dino import DINOTargets
-from .swav import crops_of
+from .multicrop import GLOBAL_CROPS, crops_of
 
 
 class Daino(DINOTargets):
@@ -34,7 +34,7 @@ class Daino(DINOTargets):
         labeled_x, labeled_targets = self.labeled_rows(labeled, self.step_generator())
         num_rows, batch_size = len(labeled_x), len(crops[0])
         outputs = self.network([labeled_x, *crops])
-        targets = self.teacher_targets(crops[:2])
+        targets = self.teacher_targets(crops[:GLOBAL_CROPS])
         self.log_pseudo_labels(targets[0].argmax(dim=1), targets[0].new_ones(batch_size), unlabeled["y_hidden"])
         scores = outputs["scores"]
         parts = {

@@ -4,8 +4,7 @@ import torch
 
 from ..functional import cross_view_cross_entropy
 from ..modules import Center, DINOHead
-from .multicrop import GLOBAL_CROPS, MultiCropMethod, PretextMixin
-from .swav import crops_of
+from .multicrop import GLOBAL_CROPS, MultiCropMethod, PretextMixin, crops_of
 
 
 class DINOTargets(MultiCropMethod):

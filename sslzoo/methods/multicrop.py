@@ -12,6 +12,17 @@ from .base import SSLMethod
 GLOBAL_CROPS = 2  # the unlabeled stream's first two crops are the global ones (SwAV's crops_for_assign)
 
 
+def crops_of(unlabeled: dict) -> list[torch.Tensor]:
+    crops = unlabeled["x"]
+    crops = [crops] if isinstance(crops, torch.Tensor) else list(crops)
+    if len(crops) < GLOBAL_CROPS:
+        raise ValueError(
+            f"{len(crops)} unlabeled crop(s) per image, but the multi-crop losses need at least {GLOBAL_CROPS} global crops; "
+            "use the 'multicrop' unlabeled view (num_global 2)"
+        )
+    return crops
+
+
 class MultiCropMethod(SSLMethod):
     """Base of the clustering-based methods.
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import torch
 
 from ..functional import mix_pair, soft_cross_entropy
-from .multicrop import GLOBAL_CROPS
-from .swav import SwAVCodes, crops_of
+from .multicrop import GLOBAL_CROPS, crops_of
+from .swav import SwAVCodes
 
 MIXED_WEIGHTS = ("rows", "official")
 

@@ -5,7 +5,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from ..functional import cross_view_cross_entropy, sinkhorn
 from ..modules import FeatureQueue, SwAVHead
-from .multicrop import GLOBAL_CROPS, MultiCropMethod, PretextMixin
+from .multicrop import GLOBAL_CROPS, MultiCropMethod, PretextMixin, crops_of
 
 
 class SwAVCodes(MultiCropMethod):
@@ -100,17 +100,6 @@ class SwAVCodes(MultiCropMethod):
             if self.queue.full and not was_full:
                 rank_zero_info(f"SwAV queue full ({self.queue.length}) at step {self.global_step}: Sinkhorn now uses it")
         self._pending_queue.clear()
-
-
-def crops_of(unlabeled: dict) -> list[torch.Tensor]:
-    crops = unlabeled["x"]
-    crops = [crops] if isinstance(crops, torch.Tensor) else list(crops)
-    if len(crops) < GLOBAL_CROPS:
-        raise ValueError(
-            f"{len(crops)} unlabeled crop(s) per image, but swapped prediction needs at least {GLOBAL_CROPS} global crops; "
-            "use the 'multicrop' unlabeled view (num_global 2)"
-        )
-    return crops
 
 
 class SwAV(PretextMixin, SwAVCodes):

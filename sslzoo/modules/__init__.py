@@ -3,13 +3,13 @@ from .center import Center
 from .classifier import Classifier
 from .distribution_alignment import DistributionAlignment
 from .ema import EMA
+from .eval_metrics import classification_metrics, update_classification_metrics
 from .feature_queue import FeatureQueue
 from .heads import DINOHead, SwAVHead
+from .labeled_memory_bank import LabeledMemoryBank
 from .multicrop import MultiCropNetwork, resolution_runs
 from .online_probes import OnlineProbes
 from .prototypes import Prototypes
-from .eval_metrics import classification_metrics, update_classification_metrics
-from .labeled_memory_bank import LabeledMemoryBank
 
 __all__ = [
     "EMA", "Center", "Classifier", "DINOHead", "DistributionAlignment", "FeatureQueue", "LabeledMemoryBank", "MultiCropNetwork",

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from .dataset import SSLDataset
 from .info import DatasetInfo
 from .loaders import ResumableLoader
+from .neighbour_pairs import NeighbourPairs
 from .samplers import ShardedEvalSampler, StreamSampler, steps_for
 from .sources import ImageSource, check_targets
 from .splits import Split, sample_balanced_indices, sample_labeled_indices, targets_fingerprint
@@ -64,8 +65,12 @@ class SSLDataModule(L.LightningDataModule):
             unlabeled set (or the labeled set when there is no unlabeled stream).
         labeled_views / unlabeled_views: views per stream; None asks the method
             (its `views` attribute) and falls back to FixMatch's weak / weak+strong.
-            An empty unlabeled list drops the unlabeled stream.
+            An empty list drops that stream (not both).
         shuffle_seed: seed of the data order; None uses Lightning's global seed.
+
+    A method with a non-empty `neighbour_table` (`.anchors` [M], `.neighbours`
+    [M, K+1], pool indices; SCAN) gets anchor/neighbour pairs in its unlabeled
+    stream (see `NeighbourPairs`); the table is read when the train loader is built.
     """
 
     def __init__(
@@ -208,7 +213,17 @@ class SSLDataModule(L.LightningDataModule):
             chosen[stream] = explicit if explicit is not None else method_views.get(stream, DEFAULT_VIEWS[stream])
         if self.unlabeled_batch() == 0:
             chosen["unlabeled"] = []
+        if not chosen["labeled"] and not chosen["unlabeled"]:
+            raise ValueError(
+                "both the labeled and the unlabeled views are empty (or the unlabeled batch is 0): there is nothing "
+                "to train on; set labeled_views / unlabeled_views or a positive unlabeled batch"
+            )
         return chosen
+
+    def _method_neighbour_table(self):
+        """The method's `neighbour_table` when it has at least one row, else None."""
+        table = getattr(self._lightning_module(), "neighbour_table", None)
+        return table if table is not None and len(table.anchors) > 0 else None
 
     # ---- distributed -----------------------------------------------------
     def _lightning_module(self):
@@ -264,14 +279,23 @@ class SSLDataModule(L.LightningDataModule):
         rank, world = self._global_rank(), self._world_size()
         views, steps, seed = self.stream_views(), self.steps_in_epoch(world), self._shuffle_seed()
         streams = {}
-        labeled = SSLDataset(self.pool.train, self.labeled_indices, build_views(views["labeled"], self.info), "y")
-        streams["labeled"] = self._train_loader(
-            labeled, self.batch_size, StreamSampler(len(labeled), steps * self.batch_size, 2 * seed, rank, world)
-        )
+        if views["labeled"]:
+            labeled = SSLDataset(self.pool.train, self.labeled_indices, build_views(views["labeled"], self.info), "y")
+            streams["labeled"] = self._train_loader(
+                labeled, self.batch_size, StreamSampler(len(labeled), steps * self.batch_size, 2 * seed, rank, world)
+            )
+        table = self._method_neighbour_table()
+        if table is not None and not views["unlabeled"]:
+            raise ValueError(
+                "the method has a neighbour table but there is no unlabeled stream to pair it with "
+                "(unlabeled_views is empty or the unlabeled batch is 0); give the unlabeled stream a view"
+            )
         if views["unlabeled"]:
             unlabeled = SSLDataset(
                 self.pool.train, self.unlabeled_indices, build_views(views["unlabeled"], self.info), "y_hidden"
             )
+            if table is not None:
+                unlabeled = NeighbourPairs(unlabeled, table.anchors, table.neighbours)
             batch = self.unlabeled_batch()
             sampler = StreamSampler(len(unlabeled), steps * batch, 2 * seed + 1, rank, world)
             streams["unlabeled"] = self._train_loader(unlabeled, batch, sampler)
@@ -301,3 +325,9 @@ class SSLDataModule(L.LightningDataModule):
         self._require_setup()
         indices = np.arange(len(self.pool.train)) if include_val else np.union1d(self.unlabeled_indices, self.labeled_indices)
         return self._eval_loader(self.pool.train, indices, views)
+
+    def labeled_dataloader(self, views="eval") -> DataLoader:
+        """The labeled images of the training pool in fixed order and sharded like `pool_dataloader`
+        (e.g. to name clusters with a few labels). Items carry "y" and "idx"."""
+        self._require_setup()
+        return self._eval_loader(self.pool.train, self.labeled_indices, views)

@@ -14,8 +14,9 @@ from .info import DatasetInfo
 from .sources import FileSource
 
 
-def scan_folder(folder: Path, classes: list[str] | None = None) -> tuple[FileSource, list[str]]:
-    """List `folder/<class>/*` images. With `classes`, the class ids follow that list."""
+def scan_folder(folder: Path, classes: list[str] | None = None, subset: bool = False) -> tuple[FileSource, list[str]]:
+    """List `folder/<class>/*` images. With `classes`, the class ids follow that list, which must
+    name every class folder, or (`subset=True`) only some of them: the others are skipped."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist; it must hold one sub-directory per class")
     try:
@@ -26,7 +27,15 @@ def scan_folder(folder: Path, classes: list[str] | None = None) -> tuple[FileSou
             "(for ImageNet's flat val folder, sort it into <wnid>/ folders first, e.g. with the usual valprep.sh)"
         ) from err
     classes = classes or found
-    if sorted(found) != sorted(classes):
+    if subset:
+        present = set(found)
+        unknown = [c for c in classes if c not in present]
+        if unknown:
+            raise ValueError(
+                f"{len(unknown)} of the {len(classes)} chosen classes are not class folders of {folder} "
+                f"(first: {unknown[0]!r}; it has {len(found)}, e.g. {found[0]!r}); fix the class names or the classes file"
+            )
+    elif sorted(found) != sorted(classes):
         raise ValueError(f"{folder} has classes {sorted(set(found) ^ set(classes))} that the training folder does not (or vice versa)")
     class_to_idx = {c: i for i, c in enumerate(classes)}
     samples = []
@@ -42,12 +51,37 @@ def scan_folder(folder: Path, classes: list[str] | None = None) -> tuple[FileSou
     return FileSource(paths, targets), classes
 
 
+def read_class_list(classes: list[str] | str, root: Path) -> list[str]:
+    """A list of class folder names, or the first word of each line of a text file (SCAN's
+    ImageNet subset files read "<wnid> <description>"), looked up as given then under `root`."""
+    if isinstance(classes, str):
+        path = Path(classes).expanduser()
+        if not path.is_file() and (root / classes).is_file():
+            path = root / classes
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"classes file {classes} not found (also looked in {root}); give a text file with one class folder "
+                "name (e.g. an ImageNet wnid) per line, or the list of names"
+            )
+        lines = (line.split() for line in path.read_text().splitlines())
+        classes = [words[0] for words in lines if words and not words[0].startswith("#")]
+    classes = [str(c) for c in classes]
+    if not classes:
+        raise ValueError("the class list is empty; name at least one class folder (or set classes to null for all)")
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise ValueError(f"classes {repeated} are listed more than once; list each class once")
+    return classes
+
+
 class ImageFolderDataModule(SSLDataModule):
     """A custom dataset as folders of images: `root/train/<class>/...` and `root/<test_dir>/<class>/...`.
 
     Images of any size are decoded to RGB uint8 tensors; `fixed_size=True` treats
     them as small equal-size images (translate augmentation, no resizing).
-    mean/std default to ImageNet's.
+    mean/std default to ImageNet's. `classes` (a list of class folder names, or the
+    path of a text file with one per line) keeps only those classes, in train and
+    test, with labels 0..C-1 in the order given (SCAN's ImageNet-50/100/200).
     """
 
     def __init__(
@@ -61,10 +95,12 @@ class ImageFolderDataModule(SSLDataModule):
         std: tuple[float, float, float] = infos.IMAGENET.std,
         hflip: bool = True,
         name: str | None = None,
+        classes: list[str] | str | None = None,
         **kwargs,
     ):
         super().__init__(root=root, **kwargs)
         self.train_dir, self.test_dir = train_dir, test_dir
+        self.classes = classes
         self.dataset_info = DatasetInfo(
             name or Path(root).name, 0, tuple(mean), tuple(std), image_size, fixed_size=fixed_size, hflip=hflip
         )
@@ -73,8 +109,9 @@ class ImageFolderDataModule(SSLDataModule):
         return None
 
     def load_pool(self) -> Pool:
-        train, classes = scan_folder(self.root / self.train_dir)
-        test, _ = scan_folder(self.root / self.test_dir, classes)
+        chosen = read_class_list(self.classes, self.root) if self.classes is not None else None
+        train, classes = scan_folder(self.root / self.train_dir, chosen, subset=chosen is not None)
+        test, _ = scan_folder(self.root / self.test_dir, classes, subset=chosen is not None)
         info = replace(self.dataset_info, num_classes=len(classes), classes=tuple(classes))
         return Pool(info=info, train=train, test=test, fixed_labeled=self.labeled_subset(train))
 
@@ -88,6 +125,8 @@ class ImageNetDataModule(ImageFolderDataModule):
     `label_subset`: "1percent" or "10percent" (SimCLR's lists, read from
     `root/<name>.txt`, downloaded with download=True) or a path to a file with
     one training file name per line; None samples `num_labels` or labels all.
+    With `classes` (e.g. SCAN's ImageNet-50 list), listed images of the other classes
+    (by their "<wnid>_" file name prefix) are left out.
     """
 
     def __init__(
@@ -125,6 +164,9 @@ class ImageNetDataModule(ImageFolderDataModule):
             )
         wanted = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         position = {Path(p).name: i for i, p in enumerate(train.paths)}
+        if self.classes is not None:
+            kept = set(read_class_list(self.classes, self.root))
+            wanted = [name for name in wanted if name in position or name.split("_", 1)[0] in kept]
         missing = [name for name in wanted if name not in position]
         if missing:
             raise ValueError(

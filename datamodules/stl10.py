@@ -23,7 +23,9 @@ class STL10DataModule(SSLDataModule):
     """STL-10. The training pool is train (indices 0..4999) followed by the
     100k unlabeled images (label -1). Labels come from the train split: a
     balanced sample of `num_labels`, one predefined fold (`fold=0..9`, 1000
-    images each, the FixMatch protocol) or all 5000 (both None)."""
+    images each, the FixMatch protocol) or all 5000 (both None).
+    `use_unlabeled_split=False` leaves the 100k unlabeled images out of the pool
+    (SCAN pretrains on train + unlabeled but clusters on train only)."""
 
     def __init__(self, root: str = "data", fold: int | None = None, use_unlabeled_split: bool = True, **kwargs):
         super().__init__(root=root, **kwargs)

@@ -67,7 +67,7 @@ def _fake_root(tmp_path: Path, data_class: str) -> dict:
     raise AssertionError(f"no fake data for {data_class}; add it here when adding a dataset")
 
 
-def _tiny_run_args(tmp_path: Path, config: Path) -> list[str]:
+def _tiny_run_args(tmp_path: Path, config: Path, pretext: Path | None = None) -> list[str]:
     data = yaml.safe_load(config.read_text())["data"]
     args = ["--config", str(config)]
     overrides = {"eval_batch_size": 2, **_fake_root(tmp_path, data["class_path"])}
@@ -87,6 +87,14 @@ def _tiny_run_args(tmp_path: Path, config: Path) -> list[str]:
         args += ["--model.init_args.backbone", "wide_resnet", "--model.init_args.backbone_options", "{depth: 10, widen_factor: 1}"]
     if "init_from" in yaml.safe_load(config.read_text())["model"]["init_args"]:
         args += ["--model.init_args.init_from", "null"]  # the pretraining run it chains to is not there (tested in test_suave_daino)
+    model_args = _model(config)["init_args"]
+    if "neighbours_file" in model_args:
+        args += ["--model.init_args.neighbours_file", "null"]  # mine afresh, and write nothing into the repository
+    if _model(config)["class_path"].endswith(".SCAN"):
+        # A tiny SimCLR run mines the neighbours (the chain is tested in test_scan); the fakes hold a dozen images.
+        args += ["--model.init_args.pretext", str(pretext), "--model.init_args.num_neighbours", "3"]
+    if "classes" in data["init_args"]:
+        args += ["--data.init_args.classes", "null"]  # the fake ImageNet has its own 3 classes
     args += [
         "--data.init_args.download", "false",
         "--data.init_args.batch_size", "1",
@@ -108,9 +116,25 @@ def _tiny_run_args(tmp_path: Path, config: Path) -> list[str]:
     return args
 
 
+@pytest.fixture(scope="module")
+def tiny_pretext(tmp_path_factory) -> Path:
+    """A SimCLR checkpoint of a tiny any-resolution network, for SCAN configs to mine neighbours with."""
+    import lightning as L
+
+    from sslzoo.methods import SimCLR
+
+    tmp = tmp_path_factory.mktemp("pretext")
+    method = SimCLR(num_classes=10, backbone="tiny_conv", hidden_dim=8, projection_dim=4)
+    trainer = tiny.tiny_trainer(tmp, max_steps=0)
+    trainer.strategy.connect(method)
+    path = tmp / "simclr.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(p.relative_to(REPO / "experiments")) for p in CONFIGS])
-def test_every_config_parses_and_runs_two_steps(tmp_path, config):
-    cli = build_cli(_tiny_run_args(tmp_path, config), run=False)
+def test_every_config_parses_and_runs_two_steps(tmp_path, config, tiny_pretext):
+    cli = build_cli(_tiny_run_args(tmp_path, config, tiny_pretext), run=False)
     original = yaml.safe_load(config.read_text())
     assert type(cli.model).__name__ == original["model"]["class_path"].rsplit(".", 1)[-1]
     for key in ("lr", "weight_decay"):

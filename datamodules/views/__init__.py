@@ -14,6 +14,7 @@ from .contrastive import multicrop_view, simclr_view
 from .evaluation import eval_view
 from .fixmatch import strong_view, weak_view
 from .rotation import rotation_view
+from .scan import scan_strong_view
 
 VIEW_BUILDERS: dict[str, Callable] = {
     "weak": weak_view,
@@ -21,6 +22,7 @@ VIEW_BUILDERS: dict[str, Callable] = {
     "simclr": simclr_view,
     "multicrop": multicrop_view,
     "rotation": rotation_view,
+    "scan_strong": scan_strong_view,
     "eval": eval_view,
 }
 

@@ -12,22 +12,26 @@ class Cutout(torch.nn.Module):
     This is google-research/fixmatch's cutout (16 px on 32 px images). kekmodel's
     ``CutoutAbs`` differs slightly: PIL's inclusive rectangle makes it 17 px wide, and
     near the top/left edges it shifts the square instead of clipping it.
+    With `random_size=True` the side is drawn per image, uniform in {1, ..., size}
+    (SCAN's ``Cutout(random=True)``), before the centre.
     Works on (..., H, W) uint8 or float tensors and returns a new tensor.
     """
 
-    def __init__(self, size: int, fill: int = 127):
+    def __init__(self, size: int, fill: float = 127, random_size: bool = False):
         super().__init__()
-        if size < 0:
-            raise ValueError(f"cutout size must be >= 0, got {size}")
+        if size < 0 or (random_size and size < 1):
+            raise ValueError(f"cutout size must be >= 0 (>= 1 with random_size), got {size}")
         self.size = size
         self.fill = fill
+        self.random_size = random_size
 
     def forward(self, img: Tensor, generator: torch.Generator | None = None) -> Tensor:
         h, w = img.shape[-2:]
+        size = int(torch.randint(1, self.size + 1, (), generator=generator)) if self.random_size else self.size
         centre = int(torch.randint(h * w, (), generator=generator))
         y0, x0 = divmod(centre, w)
-        top, left = y0 - self.size // 2, x0 - self.size // 2
-        bottom, right = min(h, top + self.size), min(w, left + self.size)
+        top, left = y0 - size // 2, x0 - size // 2
+        bottom, right = min(h, top + size), min(w, left + size)
         top, left = max(0, top), max(0, left)
         out = img.clone()
         if bottom > top and right > left:
@@ -35,4 +39,4 @@ class Cutout(torch.nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, fill={self.fill}"
+        return f"size={self.size}, fill={self.fill}" + (", random_size=True" if self.random_size else "")

@@ -1,10 +1,21 @@
 """Pure tensor functions: losses, pseudo-labels, ramps, schedules, cluster matching, Sinkhorn, mixing."""
+from .cluster_metrics import (
+    adjusted_rand_index,
+    contingency,
+    many_to_one_map,
+    normalized_mutual_info,
+    one_to_one_map,
+    remapped_topk_accuracy,
+)
 from .clustering import cluster_accuracy, confusion_counts, hungarian_match
+from .contrastive import nt_xent
 from .local_clustering import local_clustering_loss, mean_squared_distances, pair_clustering_loss, pair_distances
 from .losses import cross_view_cross_entropy, masked_cross_entropy, share_weights, soft_cross_entropy, softmax_kl, softmax_mse
 from .mixing import cutmix_box, extend_with_mix, mix_pair
+from .neighbours import mine_neighbours, neighbour_purity
 from .pseudo_labels import confident_labels, confident_pseudo_labels
 from .ramps import linear_rampup, sigmoid_rampup
+from .scan import confidence_based_cross_entropy, entropy, scan_loss
 from .sinkhorn import sinkhorn
 from .simmatch import aggregate, align_distribution, propagate_labels, unfold
 from .schedules import SCHEDULES, constant, cosine_between, fixmatch_cosine, linear_decay, warmup_cosine
@@ -41,4 +52,16 @@ __all__ = [
     "mix_pair",
     "share_weights",
     "sinkhorn",
+    "confidence_based_cross_entropy",
+    "entropy",
+    "scan_loss",
+    "adjusted_rand_index",
+    "contingency",
+    "many_to_one_map",
+    "mine_neighbours",
+    "neighbour_purity",
+    "normalized_mutual_info",
+    "nt_xent",
+    "one_to_one_map",
+    "remapped_topk_accuracy",
 ]

@@ -5,9 +5,14 @@ from .dino import DINO
 from .fixmatch import FixMatch
 from .lc_meanteacher import LCMeanTeacher
 from .meanteacher import MeanTeacher
+from .scan import SCAN
+from .scan_self_label import SCANSelfLabel
+from .simclr import SimCLR
 from .simmatch import SimMatch
 from .suave import Suave
 from .supervised import Supervised
 from .swav import SwAV
 
-__all__ = ["DINO", "Daino", "FixMatch", "LCMeanTeacher", "MeanTeacher", "NonFiniteLossError", "SSLMethod", "SimMatch", "Suave", "Supervised", "SwAV"]
+__all__ = [
+    "DINO", "Daino", "FixMatch", "LCMeanTeacher", "MeanTeacher", "NonFiniteLossError", "SCAN", "SCANSelfLabel", "SSLMethod", "SimCLR", "SimMatch", "Suave", "Supervised", "SwAV",
+]

@@ -116,9 +116,13 @@ class SSLMethod(L.LightningModule):
             )
         if stage == "fit" and self.hparams.init_from:
             # A resumed run restores its checkpoint after this, so this only matters for a fresh start.
-            init_from_checkpoint(self.network, self.hparams.init_from, tuple(self.hparams.init_parts or ["backbone"]))
+            self.initialise_from(self.hparams.init_from)
             if self.ema is not None:
                 self.ema.module.load_state_dict(self.network.state_dict())
+
+    def initialise_from(self, path: str) -> None:
+        """Copy `init_parts` of the network from a checkpoint (methods with more to take override)."""
+        init_from_checkpoint(self.network, path, tuple(self.hparams.init_parts or ["backbone"]))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sslzoo"] = self._identity()

@@ -24,7 +24,8 @@ def _core(key: str) -> str:
     return key
 
 
-def _state_dict(path: str) -> dict[str, torch.Tensor]:
+def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of an sslzoo/Lightning checkpoint or of a (wrapped) state dict file."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"init_from: {path} does not exist; point it at a checkpoint (.ckpt) or a saved state dict (.pt)")
     blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -43,7 +44,7 @@ def init_from_checkpoint(network: nn.Module, path: str, parts: tuple[str, ...] =
     sslzoo checkpoint, a plain backbone state dict and SwAV/DINO/timm releases all fit);
     everything else in the file (prototypes, classifier heads, EMA copies) is ignored.
     Reports and returns the missing and the ignored keys; raises when nothing matches."""
-    source = _state_dict(path)
+    source = load_state_dict_file(path)
     wanted = {k: v for k, v in network.state_dict().items() if any(k == p or k.startswith(p + ".") for p in parts)}
     by_core = {_core(k): k for k in wanted}
     matched = {by_core[_core(k)]: v for k, v in source.items() if _core(k) in by_core}

@@ -85,7 +85,13 @@ class MultiCropMethod(SSLMethod):
         return loss
 
     def supervised_loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return soft_cross_entropy(scores.float() / self.temperature, targets)
+        """Cross-entropy of the labeled rows; logs it unweighted, with the rows' agreement
+        with their dominant target class (how well the labeled set is being fitted)."""
+        loss = soft_cross_entropy(scores.float() / self.temperature, targets)
+        fitted = (scores.argmax(dim=1) == targets.argmax(dim=1)).float().mean()
+        self.log("train/labeled_ce", loss.detach(), batch_size=len(targets))
+        self.log("train/labeled_fit", fitted, batch_size=len(targets))
+        return loss
 
     def weighted_terms(self, parts: dict[str, tuple[torch.Tensor, int]], probe: tuple[torch.Tensor, int] | None) -> dict[str, torch.Tensor]:
         """Suave/Daino weighting: each mean loss times its share of the predicting rows;

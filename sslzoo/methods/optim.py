@@ -8,7 +8,7 @@ from torch import nn
 
 from ..functional.schedules import SCHEDULES
 
-OPTIMIZERS = ("sgd", "lars", "adamw")
+OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
 
 
 def param_groups(modules: list[nn.Module], weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:
@@ -35,6 +35,8 @@ def build_optimizer(groups: list[dict], name: str, lr: float, momentum: float = 
         # Every parameter gets the trust ratio, as SwAV/Suave's LARC(clip=False) does; timm's default
         # (always_adapt=False) would leave no-decay groups (BN, biases) at plain SGD with LARS's large lr.
         return Lars(groups, lr=lr, momentum=momentum, trust_coeff=0.001, always_adapt=True)
+    if name == "adam":  # L2 decay added to the gradient (SCAN's Adam, wd 1e-4), unlike AdamW's decoupled decay
+        return torch.optim.Adam(groups, lr=lr)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")

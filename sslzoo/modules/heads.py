@@ -56,3 +56,15 @@ class DINOHead(nn.Module):
         bottleneck = self.mlp(features)
         bottleneck = F.normalize(bottleneck, dim=-1)
         return {"bottleneck": bottleneck, "scores": self.last_layer(bottleneck)}
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR's projector as SCAN's pretext uses it: Linear(d, h)-ReLU-Linear(h, p), L2-normalised ("z")."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 512, projection_dim: int = 128):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, projection_dim))
+        self.tap_dims: dict[str, int] = {}
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"z": F.normalize(self.mlp(features), dim=1)}

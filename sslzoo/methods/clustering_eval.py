@@ -1,0 +1,68 @@
+"""Evaluation of methods whose outputs are clusters, not classes (SCAN and its self-labeling)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from ..functional.cluster_metrics import many_to_one_map, one_to_one_map
+from ..functional.clustering import confusion_counts
+from ..modules import ClusteringMetrics
+from ..modules.distributed import world_size
+
+
+class ClusteringEvaluation:
+    """Mixin for an `SSLMethod` with `num_clusters` outputs: val/test report Hungarian-matched
+    accuracy (many-to-one when overclustering, logged as `cluster_acc_many_to_one`), NMI, ARI
+    and top-5 after remapping; the test confusion table is written to the run's log directory.
+
+    With `name_clusters_with_labels`, each evaluation also names the clusters from the
+    datamodule's labeled split (Hungarian on the labeled images' confusion table) and logs
+    `named_acc`: the classification accuracy a user with those few labels gets, next to the
+    clustering accuracy (which peeks at every test label to match).
+    """
+
+    def build_clustering_metrics(self) -> None:
+        self.val_metrics = ClusteringMetrics(self.num_clusters, self.num_classes)
+        self.test_metrics = ClusteringMetrics(self.num_clusters, self.num_classes)
+
+    def _evaluate(self, batch: dict, metrics, prefix: str) -> None:
+        metrics.update(self.eval_logits(batch["x"]).float().softmax(dim=1), batch["y"])
+
+    def _log_clustering(self, metrics: ClusteringMetrics, prefix: str) -> dict:
+        metrics.cluster_to_class = self.labeled_cluster_map() if self.hparams.name_clusters_with_labels else None
+        values = metrics.compute()
+        confusion = values.pop("confusion")
+        suffix = "" if metrics.mapping == "one_to_one" else "_many_to_one"
+        self.log(f"{prefix}cluster_acc{suffix}", values.pop("cluster_acc"), prog_bar=True)
+        if "cluster_acc_top5" in values:
+            self.log(f"{prefix}cluster_acc_top5{suffix}", values.pop("cluster_acc_top5"))
+        self.log_dict({f"{prefix}{name}": value for name, value in values.items()})
+        metrics.reset()
+        return {"confusion": confusion.tolist(), "mapping": metrics.mapping}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_clustering(self.val_metrics, "val/")
+
+    def on_test_epoch_end(self) -> None:
+        report = self._log_clustering(self.test_metrics, "test/")
+        log_dir = getattr(self.trainer, "log_dir", None)
+        if log_dir and self.trainer.is_global_zero:
+            path = Path(log_dir) / "test_confusion.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"rows": "clusters", "columns": "classes", **report}) + "\n")
+            rank_zero_info(f"test confusion table (clusters x classes) written to {path}")
+
+    @torch.no_grad()
+    def labeled_cluster_map(self) -> torch.Tensor:
+        """Cluster -> class map from the labeled split of the training pool (summed over processes)."""
+        loader = self.trainer.datamodule.labeled_dataloader("eval")
+        counts = torch.zeros(self.num_clusters, self.num_classes, dtype=torch.long, device=self.device)
+        for batch in loader:
+            preds = self.eval_logits(batch["x"].to(self.device)).argmax(dim=1)
+            counts += confusion_counts(preds, batch["y"].to(self.device), self.num_clusters, self.num_classes)
+        if world_size() > 1:
+            torch.distributed.all_reduce(counts)
+        return one_to_one_map(counts) if self.num_clusters == self.num_classes else many_to_one_map(counts)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from ..functional import confidence_based_cross_entropy
+from ..modules import ClusterNetwork
+from .base import SSLMethod
+from .clustering_eval import ClusteringEvaluation
+from .init_from import load_state_dict_file
+
+
+class SCANSelfLabel(ClusteringEvaluation, SSLMethod):
+    """SCAN step 4, self-labeling (Sec. 2.3): fine-tune the SCAN model on its own confident
+    predictions. Per step, with the model in train mode:
+      1. targets = argmax of the weak (eval) view's prediction, without gradient; mask = max prob > 0.99;
+      2. L = cross-entropy of the strong view on the masked samples, class c weighted n / count_c.
+    A step with no confident sample is a logged no-op (zero loss; the official code raises).
+
+    `init_from` a SCAN checkpoint takes its backbone and its selected (lowest-loss) head; a
+    pretext checkpoint gives the backbone only. `ema_decay` keeps an EMA of the weights for
+    evaluation (the official ImageNet setting replaces the trained weights by their EMA after
+    every step instead). Defaults: Adam 1e-4 with L2 1e-4, constant lr.
+    """
+
+    views = {"labeled": [], "unlabeled": ["eval", "scan_strong"]}
+
+    def __init__(
+        self,
+        num_clusters: int | None = None,
+        threshold: float = 0.99,
+        balance_classes: bool = True,
+        name_clusters_with_labels: bool = False,
+        optimizer: str = "adam",
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        decay_norm_and_bias: bool = True,
+        scheduler: str = "constant",
+        **kwargs,
+    ):
+        self.num_clusters = num_clusters or kwargs.get("num_classes", 10)
+        super().__init__(
+            optimizer=optimizer, lr=lr, weight_decay=weight_decay, decay_norm_and_bias=decay_norm_and_bias, scheduler=scheduler, **kwargs
+        )
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+        self.threshold, self.balance_classes = threshold, balance_classes
+        self.build_clustering_metrics()
+
+    def build_network(self, backbone, num_classes):
+        return ClusterNetwork(backbone, self.num_clusters, num_heads=1)
+
+    def initialise_from(self, path: str) -> None:
+        super().initialise_from(path)
+        source = load_state_dict_file(path)
+        if "best_head" not in source:
+            return  # a pretext checkpoint: the backbone only
+        best = int(source["best_head"])
+        head = {name: source[f"network.heads.heads.{best}.{name}"] for name in ("weight", "bias")}
+        if head["weight"].shape != self.network.heads.heads[0].weight.shape:
+            raise ValueError(f"{path}'s head {best} has shape {tuple(head['weight'].shape)}; set num_clusters to match it")
+        self.network.heads.heads[0].load_state_dict(head)
+        rank_zero_info(f"SCANSelfLabel: head {best} (the lowest-loss SCAN head) taken from {path}")
+
+    def training_step(self, batch, batch_idx):
+        weak, strong = batch["unlabeled"]["x"]
+        with torch.no_grad():
+            weak_logits = self.network(weak)[0]
+        strong_logits = self.network(strong)[0]
+        loss, _, mask = confidence_based_cross_entropy(weak_logits, strong_logits, self.threshold, self.balance_classes)
+        self.log("train/mask_rate", mask.float().mean(), prog_bar=True, batch_size=len(mask))
+        self.log("train/empty_confident_set", (~mask.any()).float(), batch_size=len(mask))
+        return self.total_loss({"self_label": loss}, len(mask))
+
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.eval_network(x)[0]
+
+    def _identity(self) -> dict:
+        return {**super()._identity(), "num_clusters": self.num_clusters}

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import torch
+
+from ..functional import nt_xent
+from ..modules import ProjectionHead
+from .multicrop import MultiCropMethod, PretextMixin
+
+ANCHORS = ("both", "first")
+
+
+class SimCLR(PretextMixin, MultiCropMethod):
+    """SimCLR pretext (Chen et al. 2020) as SCAN trains it: two augmented views of every
+    unlabeled image, backbone -> Linear-ReLU-Linear to 128-d, L2-normalised, NT-Xent with
+    temperature 0.1 over the batch (gathered over processes).
+
+    `anchors="first"` reproduces the SCAN repo's SimCLRLoss, where only the first view's rows
+    are anchors; "both" is the symmetric loss of the SimCLR paper. The labeled stream, when
+    there is one, only trains the detached online probe used for monitoring (validation
+    reads it); without labels the representation is learned exactly as in the paper.
+    `embed` gives the normalised projection that SCAN mines neighbours with.
+    """
+
+    views = {
+        "labeled": ["weak"],
+        "unlabeled": ["simclr", "simclr"],  # SCAN's CIFAR/STL recipe: crop scale (0.2, 1), jitter 0.4/0.4/0.4/0.1, gray 0.2
+    }
+
+    def __init__(self, hidden_dim: int = 512, projection_dim: int = 128, anchors: str = "both", **kwargs):
+        if anchors not in ANCHORS:
+            raise ValueError(f"anchors must be one of {ANCHORS}, got {anchors!r}")
+        self.head_options = dict(hidden_dim=hidden_dim, projection_dim=projection_dim)
+        super().__init__(**kwargs)
+        self.anchors = anchors
+
+    def build_head(self, feature_dim):
+        return ProjectionHead(feature_dim, **self.head_options)
+
+    def training_step(self, batch, batch_idx):
+        labeled, (view0, view1) = batch.get("labeled"), batch["unlabeled"]["x"]
+        rows = [] if labeled is None else [labeled["x"]]
+        outputs = self.network(rows + [view0, view1])
+        num_labeled = 0 if labeled is None else len(labeled["x"])
+        z0, z1 = outputs["z"][num_labeled:].split(len(view0))
+        terms = {"simclr": nt_xent(z0, z1, self.temperature, self.anchors)}
+        if labeled is not None:
+            terms["probe"] = self.probe_loss(outputs, labeled["y"])
+        return self.total_loss(terms, len(view0))
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The L2-normalised projection of the evaluated network (SCAN's mining features)."""
+        return self.eval_network(x)["z"]

@@ -7,12 +7,15 @@ from .cluster_metrics import (
     one_to_one_map,
     remapped_topk_accuracy,
 )
+from .cluster_targets import ClusteringStep, assign_batch_targets, clustering_loss, initial_targets
 from .clustering import cluster_accuracy, confusion_counts, hungarian_match
 from .contrastive import nt_xent
+from .k_best_assignments import k_best_assignments
 from .local_clustering import local_clustering_loss, mean_squared_distances, pair_clustering_loss, pair_distances
 from .losses import cross_view_cross_entropy, masked_cross_entropy, share_weights, soft_cross_entropy, softmax_kl, softmax_mse
 from .mixing import cutmix_box, extend_with_mix, mix_pair
 from .neighbours import mine_neighbours, neighbour_purity
+from .phases import boosted_phase, boosted_total_epochs
 from .pseudo_labels import confident_labels, confident_pseudo_labels
 from .ramps import linear_rampup, sigmoid_rampup
 from .scan import confidence_based_cross_entropy, entropy, scan_loss
@@ -21,6 +24,13 @@ from .simmatch import aggregate, align_distribution, propagate_labels, unfold
 from .schedules import SCHEDULES, constant, cosine_between, fixmatch_cosine, linear_decay, warmup_cosine
 
 __all__ = [
+    "ClusteringStep",
+    "assign_batch_targets",
+    "boosted_phase",
+    "boosted_total_epochs",
+    "clustering_loss",
+    "initial_targets",
+    "k_best_assignments",
     "SCHEDULES",
     "aggregate",
     "align_distribution",

@@ -22,8 +22,10 @@ def boosted_phase(epoch: int, warmup_epochs: int, ssl_epochs: int, rotnet: bool 
     - Then round i = 0, 1, ... (the code's `iterations`, 200) is `ssl_epochs` "ssl" epochs
       (FixMatch; `s_epochs` 10 for CIFAR-10, 5 for SVHN/STL-10), then one "rotnet" epoch
       (a full RotNet epoch, `--us_rotnet_epoch`; left out when rotnet=False, as for SVHN)
-      and one "clustering" epoch (a full pass of `clustering_batch` steps), the rotnet and
-      clustering epochs sharing the clustering optimiser and one step of its lr schedule.
+      and one "clustering" epoch (a full pass of `clustering_batch` steps). Warm-up,
+      rotnet and clustering epochs all use the clustering optimiser (`us_optim`), whose
+      MultiStepLR steps once per round, at the end of the clustering epoch (warm-up and
+      RotNet epochs do not step it).
 
     `rotnet` only controls the per-round RotNet epoch; a RotNet-free run also passes
     warmup_epochs=0 (the code's two flags are independent too).

@@ -1,6 +1,7 @@
 """Small stateful modules; all state lives in parameters or persistent buffers."""
 from .center import Center
 from .classifier import Classifier
+from .cluster_target_table import ClusterTargetTable
 from .cluster_heads import ClusterHeads, ClusterNetwork
 from .clustering_metrics import ClusteringMetrics
 from .distribution_alignment import DistributionAlignment
@@ -15,7 +16,8 @@ from .online_probes import OnlineProbes
 from .prototypes import Prototypes
 
 __all__ = [
-    "Center", "Classifier", "ClusterHeads", "ClusterNetwork", "ClusteringMetrics", "DINOHead", "DistributionAlignment",
+    "Center", "Classifier", "ClusterHeads", "ClusterNetwork", "ClusterTargetTable", "ClusteringMetrics", "DINOHead",
+    "DistributionAlignment",
     "EMA", "FeatureQueue", "LabeledMemoryBank", "MultiCropNetwork", "NeighbourTable", "OnlineProbes", "ProjectionHead",
     "Prototypes", "SwAVHead", "classification_metrics", "resolution_runs", "update_classification_metrics",
 ]

@@ -93,6 +93,8 @@ def _tiny_run_args(tmp_path: Path, config: Path, pretext: Path | None = None) ->
     if _model(config)["class_path"].endswith(".SCAN"):
         # A tiny SimCLR run mines the neighbours (the chain is tested in test_scan); the fakes hold a dozen images.
         args += ["--model.init_args.pretext", str(pretext), "--model.init_args.num_neighbours", "3"]
+    if "clustering_batch_size" in model_args:
+        args += ["--model.init_args.clustering_batch_size", "2"]  # Boosted SSL's phase batch (128 x 4 rotations at 96 px is 20 GB)
     if "classes" in data["init_args"]:
         args += ["--data.init_args.classes", "null"]  # the fake ImageNet has its own 3 classes
     args += [

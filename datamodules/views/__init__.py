@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Callable
 
+from .boosted import clustering_view
 from .compose import MultiView, View
 from .contrastive import multicrop_view, simclr_view
 from .evaluation import eval_view
@@ -24,6 +25,7 @@ VIEW_BUILDERS: dict[str, Callable] = {
     "rotation": rotation_view,
     "scan_strong": scan_strong_view,
     "eval": eval_view,
+    "clustering": clustering_view,
 }
 
 

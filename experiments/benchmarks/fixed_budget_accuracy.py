@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from datamodules import ArrayDataModule  # noqa: E402
-from sslzoo.methods import DINO, Daino, FixMatch, LCMeanTeacher, MeanTeacher, SimMatch, Suave, Supervised, SwAV  # noqa: E402
+from sslzoo.methods import DINO, BoostedFixMatch, Daino, FixMatch, LCMeanTeacher, MeanTeacher, SimMatch, Suave, Supervised, SwAV  # noqa: E402
 
 PRETEXTS = ("swav", "dino")  # trained for --pretext-steps; their checkpoints initialise PRETEXT_OF's methods
 CLUSTERING = (*PRETEXTS, "suave", "suave_swav", "daino", "daino_dino")
@@ -52,7 +52,7 @@ class StepRecorder(L.Callback):
             "train/pseudo_acc_all", "train/pseudo_acc_masked", "train/consistency_weight", "train/lr",
             "train/lc_weight", "train/lc_epsilon", "train/lc_neighbour_fraction", "train/feature_var",
             "train/loss_swav", "train/loss_dino", "train/loss_mixed", "train/probe_backbone_acc", "train/queue_fill",
-            "train/labeled_ce", "train/labeled_fit")
+            "train/labeled_ce", "train/labeled_fit", "train/phase", "train/clustering_kept")
 
     def __init__(self):
         self.step_times, self.history = [], []
@@ -100,6 +100,13 @@ def build_method(name: str, args, steps_per_epoch: int):
             lc_weight=args.lc_weight, epsilon=args.lc_epsilon, epsilon_quantile=args.lc_epsilon_quantile,
             lc_start_epoch=args.epochs // 2,
             lc_rampup_epochs=max(1, round(0.1 * args.epochs)), **common,
+        )
+    if name == "boostedfixmatch":
+        # Paper 000's schedule scaled to this budget: RotNet warm-up, then rounds of --boost-ssl-epochs
+        # FixMatch epochs, one RotNet and one clustering epoch (every epoch has steps_per_epoch steps).
+        return BoostedFixMatch(
+            threshold=args.threshold, lambda_u=args.lambda_u, warmup_epochs=args.boost_warmup_epochs, ssl_epochs=args.boost_ssl_epochs,
+            clustering_batch_size=args.batch_size * args.mu, clustering_milestones=[10**6], permutation_top_k=10, **common,
         )
     if name in CLUSTERING:
         return build_clustering_method(name, args, common, steps_per_epoch)
@@ -166,6 +173,8 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         accelerator="cpu",
         devices=1,
         max_steps=steps,
+        max_epochs=args.epochs if name == "boostedfixmatch" else None,
+        reload_dataloaders_every_n_epochs=1 if name == "boostedfixmatch" else 0,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -236,12 +245,23 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         for key in ("train/loss_sup", "train/mask_rate", "train/pseudo_acc_masked", "train/pseudo_acc_all",
                     "train/consistency_weight", "train/lc_weight", "train/lc_neighbour_fraction", "train/feature_var",
                     "train/loss_swav", "train/loss_dino", "train/loss_unsup", "train/probe_backbone_acc",
-                    "train/labeled_ce", "train/labeled_fit"):
+                    "train/labeled_ce", "train/labeled_fit", "train/phase", "train/clustering_kept"):
             values = [h[key] for h in chunk if key in h]
             if values:
                 entry[key.removeprefix("train/")] = round(statistics.fmean(values), 4)
         curve.append(entry)
     result["train_curve"] = curve
+    if name == "boostedfixmatch":
+        phases = ("warmup", "ssl", "rotnet", "clustering")
+        per_phase = {}
+        for seconds, entry in zip(recorder.step_times, recorder.history):
+            phase = phases[int(entry.get("train/phase", 1))]
+            per_phase.setdefault(phase, []).append(seconds)
+        result["wall_time_by_phase_s"] = {p: round(sum(v), 1) for p, v in per_phase.items()}
+        result["steps_by_phase"] = {p: len(v) for p, v in per_phase.items()}
+        oracle = [k for k in test if k.startswith("test/oracle_top")]
+        result.update({k.removeprefix("test/"): round(float(test[k]), 4) for k in oracle})
+        result["test_cluster_acc"] = round(float(test["test/cluster_acc"]), 4)
     return result
 
 
@@ -291,6 +311,8 @@ def main():
                         help="unlabeled batch of SwAV/DINO/Suave/Daino (default batch-size x mu; Suave's CIFAR recipe is 1.28 x the labeled batch)")
     parser.add_argument("--init-from", action="append", default=[], metavar="METHOD=CKPT",
                         help="initialise suave_swav / daino_dino from an existing pretext checkpoint instead of running the pretext here")
+    parser.add_argument("--boost-warmup-epochs", type=int, default=2, help="Boosted SSL: RotNet warm-up epochs")
+    parser.add_argument("--boost-ssl-epochs", type=int, default=10, help="Boosted SSL: FixMatch epochs per round (then RotNet + clustering)")
     parser.add_argument("--lc-epsilon-quantile", type=float, default=None,
                         help="calibrate eps at LC start to this quantile of the batch's pair distances")
     args = parser.parse_args()

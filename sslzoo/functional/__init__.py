@@ -15,6 +15,7 @@ from .local_clustering import local_clustering_loss, mean_squared_distances, pai
 from .losses import cross_view_cross_entropy, masked_cross_entropy, share_weights, soft_cross_entropy, softmax_kl, softmax_mse
 from .mixing import cutmix_box, extend_with_mix, mix_pair
 from .neighbours import mine_neighbours, neighbour_purity
+from .permutations import class_output_costs, nearby_permutations, oracle_accuracy_curve
 from .phases import boosted_phase, boosted_total_epochs
 from .pseudo_labels import confident_labels, confident_pseudo_labels
 from .ramps import linear_rampup, sigmoid_rampup
@@ -27,6 +28,9 @@ __all__ = [
     "ClusteringStep",
     "assign_batch_targets",
     "boosted_phase",
+    "class_output_costs",
+    "nearby_permutations",
+    "oracle_accuracy_curve",
     "boosted_total_epochs",
     "clustering_loss",
     "initial_targets",

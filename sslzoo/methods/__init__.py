@@ -1,5 +1,6 @@
 """One LightningModule per method."""
 from .base import NonFiniteLossError, SSLMethod
+from .boosted import BoostedFixMatch, BoostedMeanTeacher, BoostedSimMatch, BoostedSSL
 from .daino import Daino
 from .dino import DINO
 from .fixmatch import FixMatch
@@ -14,5 +15,6 @@ from .supervised import Supervised
 from .swav import SwAV
 
 __all__ = [
+    "BoostedFixMatch", "BoostedMeanTeacher", "BoostedSSL", "BoostedSimMatch",
     "DINO", "Daino", "FixMatch", "LCMeanTeacher", "MeanTeacher", "NonFiniteLossError", "SCAN", "SCANSelfLabel", "SSLMethod", "SimCLR", "SimMatch", "Suave", "Supervised", "SwAV",
 ]

@@ -165,6 +165,11 @@ class SSLMethod(L.LightningModule):
         # Lightning calls this once per real optimizer step (not per accumulated
         # micro-batch), and before any callback can checkpoint the step.
         super().optimizer_step(*args, **kwargs)
+        self.after_optimizer_step()
+
+    def after_optimizer_step(self) -> None:
+        """State that follows a real optimizer step (EMA here; queues, banks and centres in
+        subclasses). Methods that step optimizers by hand (Boosted SSL) call it themselves."""
         if self.ema is not None:
             self.ema.update(self.network, self.ema_decay_at(int(self.ema.num_updates)))
 
@@ -194,11 +199,12 @@ class SSLMethod(L.LightningModule):
         self.log("train/pseudo_acc_masked", (correct * mask).sum() / (mask * known).sum().clamp_min(1), prog_bar=True, batch_size=len(mask))
 
     # ---- evaluation --------------------------------------------------------
-    def _evaluate(self, batch: dict, metrics, prefix: str) -> None:
+    def _evaluate(self, batch: dict, metrics, prefix: str) -> torch.Tensor:
         logits = self.eval_logits(batch["x"])
         loss = F.cross_entropy(logits, batch["y"])
         update_classification_metrics(metrics, logits, batch["y"])
         self.log(f"{prefix}loss", loss, batch_size=len(batch["y"]), sync_dist=True)
+        return logits
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, self.val_metrics, "val/")

@@ -67,8 +67,8 @@ class DINOTargets(MultiCropMethod):
     def distillation_loss(self, crop_scores: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
         return cross_view_cross_entropy([s.float() / self.temperature for s in crop_scores], targets, list(range(GLOBAL_CROPS)))
 
-    def optimizer_step(self, *args, **kwargs) -> None:
-        super().optimizer_step(*args, **kwargs)
+    def after_optimizer_step(self) -> None:
+        super().after_optimizer_step()
         for scores in self._pending_center:
             self.center.update(scores)
         self._pending_center.clear()

@@ -106,8 +106,8 @@ class SimMatch(SSLMethod):
         similarities = (z_weak @ self.bank.embeddings.T / self.temperature).softmax(dim=-1)
         return propagate_labels(probs, similarities, self.bank.labels, self.alpha)
 
-    def optimizer_step(self, *args, **kwargs) -> None:
-        super().optimizer_step(*args, **kwargs)
+    def after_optimizer_step(self) -> None:
+        super().after_optimizer_step()
         for indices, embeddings in self._pending_bank_writes:
             self.bank.update(indices, embeddings)
         self._pending_bank_writes.clear()

@@ -92,8 +92,8 @@ class SwAVCodes(MultiCropMethod):
     def swapped_loss(self, crop_scores: list[torch.Tensor], codes: list[torch.Tensor]) -> torch.Tensor:
         return cross_view_cross_entropy([s.float() / self.temperature for s in crop_scores], codes, list(range(GLOBAL_CROPS)))
 
-    def optimizer_step(self, *args, **kwargs) -> None:
-        super().optimizer_step(*args, **kwargs)
+    def after_optimizer_step(self) -> None:
+        super().after_optimizer_step()
         for items in self._pending_queue:
             was_full = self.queue.full
             self.queue.push(items)

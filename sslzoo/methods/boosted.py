@@ -1,0 +1,218 @@
+"""Boosted SSL (paper 000): SSL epochs alternating with label-free clustering epochs and RotNet."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..functional import assign_batch_targets, boosted_phase, class_output_costs, clustering_loss, nearby_permutations, oracle_accuracy_curve
+from ..functional.phases import PHASES
+from ..modules import ClusterTargetTable
+from ..modules.distributed import all_gather_uneven
+from .fixmatch import FixMatch
+from .meanteacher import MeanTeacher
+from .optim import build_optimizer, build_scheduler, param_groups
+from .simmatch import SimMatch
+
+
+class BoostedSSL:
+    """Mixin that boosts an SSL method (put it first: `class BoostedFixMatch(BoostedSSL, FixMatch)`).
+
+    Epochs follow `boosted_phase` (the official `train.py`): `warmup_epochs` of RotNet, then
+    rounds of `ssl_epochs` epochs of the SSL method's own training step, one RotNet epoch
+    (`rotnet`) and one clustering epoch. A clustering step (Sec. 3.2, Eq. 4-5):
+      1. f = normalize(logits) of the un-augmented batch (eval mode, no gradient);
+      2. the batch's stored targets move among its images by a Hungarian assignment on the
+         unsquared distance |f - e_t| (so each cluster keeps its alpha N / K images);
+      3. images left without a target but with |f - e_argmax| < rho get e_argmax for this step;
+      4. MSE between normalize(logits) of `num_augmentations` augmented copies and the targets.
+    A RotNet step is 4-way cross-entropy of a rotation head on the backbone features.
+
+    As the official code: two SGD optimizers over the same weights (the SSL one, and the
+    clustering one at lr 0.01, wd 1e-4, halved at `clustering_milestones` rounds); the SSL
+    schedule steps once per SSL epoch; the EMA used for evaluation moves only in SSL steps.
+    The trainer must rebuild the loaders every epoch (`reload_dataloaders_every_n_epochs: 1`):
+    each phase has its own views and batch (`clustering_batch_size`).
+
+    Test also ranks output -> class maps with the labeled images under the RotNet view
+    (`permutation_repeats` passes) by Murty's k best assignments, and logs and writes the best
+    test accuracy among the first 1..`permutation_top_k` maps (the paper's Fig. 6). That is an
+    oracle (it picks the map with the test labels), named as such: `test/oracle_top{k}_perm_acc`.
+    """
+
+    def __init__(
+        self,
+        warmup_epochs: int = 20,
+        ssl_epochs: int = 10,
+        rotnet: bool = True,
+        alpha: float = 1.0,
+        rho: float = 0.2,
+        num_augmentations: int = 3,
+        clustering_batch_size: int = 128,
+        clustering_lr: float = 0.01,
+        clustering_momentum: float = 0.9,
+        clustering_weight_decay: float = 1e-4,
+        clustering_milestones: list[int] | None = None,
+        clustering_gamma: float = 0.5,
+        target_seed: int = 0,
+        permutation_top_k: int = 10,
+        permutation_repeats: int = 10,
+        permutation_tolerance: int = 4,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if num_augmentations < 1 or ssl_epochs < 1:
+            raise ValueError("num_augmentations and ssl_epochs must be at least 1")
+        self.automatic_optimization = False
+        self.rotation_head = nn.Linear(self.network.backbone.feature_dim, 4)
+        self.cluster_targets = ClusterTargetTable(self.num_classes, alpha, target_seed)
+        self._unlabeled_indices: torch.Tensor | None = None
+        self._test_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # ---- phases --------------------------------------------------------------------------
+    def phase(self) -> tuple[str, int]:
+        hp = self.hparams
+        return boosted_phase(self.current_epoch, hp.warmup_epochs, hp.ssl_epochs, hp.rotnet)
+
+    @property
+    def views(self) -> dict[str, list]:
+        phase = self.phase()[0]
+        if phase == "ssl":
+            return super().views
+        if phase == "clustering":
+            return {"labeled": [], "unlabeled": ["eval"] + ["clustering"] * self.hparams.num_augmentations}
+        return {"labeled": [], "unlabeled": ["rotation"]}
+
+    def phase_unlabeled_batch(self) -> int | None:
+        return None if self.phase()[0] == "ssl" else self.hparams.clustering_batch_size
+
+    def ssl_epochs_in_run(self) -> int:
+        return sum(self.phase_of_epoch(e) == "ssl" for e in range(int(self.trainer.max_epochs)))
+
+    def phase_of_epoch(self, epoch: int) -> str:
+        hp = self.hparams
+        return boosted_phase(epoch, hp.warmup_epochs, hp.ssl_epochs, hp.rotnet)[0]
+
+    # ---- set-up ------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage != "fit":
+            return
+        if self.trainer.reload_dataloaders_every_n_epochs != 1:
+            raise ValueError("Boosted SSL changes views and batch every phase: set trainer.reload_dataloaders_every_n_epochs: 1")
+        if not self.trainer.max_epochs or self.trainer.max_epochs < 0:
+            raise ValueError("Boosted SSL's phases are epochs: set trainer.max_epochs (warm-up + rounds x round length)")
+        indices = np.asarray(self.trainer.datamodule.unlabeled_indices)
+        self._unlabeled_indices = torch.as_tensor(np.sort(indices))
+        if len(self.cluster_targets) == 0:  # a resumed run loads its table after this
+            self.cluster_targets.reset(len(indices))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        ssl = build_optimizer(param_groups(self.trainable_modules(), hp.weight_decay, hp.decay_norm_and_bias), hp.optimizer, hp.lr, hp.momentum, hp.nesterov)
+        clustering = torch.optim.SGD(param_groups([self.network, self.rotation_head], hp.clustering_weight_decay), lr=hp.clustering_lr,
+                                     momentum=hp.clustering_momentum)
+        ssl_schedule = build_scheduler(ssl, hp.scheduler, max(1, self.ssl_epochs_in_run()), hp.warmup_steps, hp.final_lr_fraction, hp.decay_start)
+        clustering_schedule = torch.optim.lr_scheduler.MultiStepLR(clustering, list(hp.clustering_milestones or [100]), hp.clustering_gamma)
+        return [ssl, clustering], [ssl_schedule, clustering_schedule]
+
+    # ---- steps -------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        phase, round_index = self.phase()
+        ssl_optimizer, clustering_optimizer = self.optimizers()
+        if phase == "ssl":
+            loss = super().training_step(batch, batch_idx)
+            self._step(ssl_optimizer, loss)
+            self.after_optimizer_step()
+        elif phase == "clustering":
+            loss = self.total_loss({"clustering": self.clustering_step(batch["unlabeled"])})
+            self._step(clustering_optimizer, loss)
+        else:
+            loss = self.total_loss({"rotnet": self.rotation_loss(batch["unlabeled"]["x"])})
+            self._step(clustering_optimizer, loss)
+        self.log_dict({"train/phase": float(PHASES.index(phase)), "train/round": float(round_index)})
+        return loss
+
+    def _step(self, optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+
+    def clustering_step(self, unlabeled: dict) -> torch.Tensor:
+        clean, *augmented = unlabeled["x"]
+        positions = torch.searchsorted(self._unlabeled_indices.to(unlabeled["idx"].device), unlabeled["idx"])
+        training = self.network.training
+        self.network.eval()
+        with torch.no_grad():
+            logits = self.network(clean)
+        self.network.train(training)
+        step = assign_batch_targets(logits.float(), self.cluster_targets.lookup(positions), self.hparams.rho)
+        self.cluster_targets.update(positions, step.stored)
+        self.log("train/clustering_kept", step.kept.float().mean(), batch_size=len(clean))
+        return clustering_loss(self.network(torch.cat(augmented)).float(), step.targets, step.kept)
+
+    def rotation_loss(self, rotated: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the rotation head; `rotated` is [B, 4, C, H, W] (k x 90 degrees at k)."""
+        labels = torch.arange(4, device=rotated.device).repeat(len(rotated))
+        return F.cross_entropy(self.rotation_head(self.network.backbone(rotated.flatten(0, 1))), labels)
+
+    def on_train_epoch_end(self) -> None:
+        super_end = getattr(super(), "on_train_epoch_end", None)
+        if super_end is not None:
+            super_end()
+        ssl_schedule, clustering_schedule = self.lr_schedulers()
+        phase = self.phase()[0]
+        if phase == "ssl":
+            ssl_schedule.step()
+        elif phase == "clustering":
+            clustering_schedule.step()
+
+    # ---- top-k permutations (evaluation) -------------------------------------------------------------
+    def test_step(self, batch, batch_idx):
+        logits = self._evaluate(batch, self.test_metrics, "test/")
+        self._test_predictions.append((logits.argmax(dim=1), batch["y"]))
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        k = self.hparams.permutation_top_k
+        if not k or not self._test_predictions:
+            return
+        preds, targets = (all_gather_uneven(torch.cat(parts)) for parts in zip(*self._test_predictions))
+        self._test_predictions.clear()
+        maps = nearby_permutations(self.labeled_output_costs(), k, self.hparams.permutation_tolerance)
+        curve = oracle_accuracy_curve(preds, targets, maps)
+        self.log(f"test/oracle_top{k}_perm_acc", curve[-1])
+        log_dir = getattr(self.trainer, "log_dir", None)
+        if log_dir and self.trainer.is_global_zero:
+            path = Path(log_dir) / "top_k_permutations.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"oracle_accuracy_by_k": curve, "maps": [m.tolist() for m in maps]}) + "\n")
+
+    @torch.no_grad()
+    def labeled_output_costs(self) -> torch.Tensor:
+        """Class x output cost from the labeled images in their 4 rotations (random crops),
+        `permutation_repeats` passes, summed over processes."""
+        logits, labels = [], []
+        for _ in range(self.hparams.permutation_repeats):
+            for batch in self.trainer.datamodule.labeled_dataloader("rotation"):
+                rotated = batch["x"].to(self.device)
+                logits.append(self.eval_logits(rotated.flatten(0, 1)).float())
+                labels.append(batch["y"].to(self.device).repeat_interleave(rotated.shape[1]))
+        logits, labels = all_gather_uneven(torch.cat(logits)), all_gather_uneven(torch.cat(labels))
+        return class_output_costs(logits, labels, self.num_classes)
+
+
+class BoostedFixMatch(BoostedSSL, FixMatch):
+    """FixMatch boosted by clustering epochs and RotNet (the paper's main method)."""
+
+
+class BoostedMeanTeacher(BoostedSSL, MeanTeacher):
+    """Mean Teacher boosted by clustering epochs and RotNet."""
+
+
+class BoostedSimMatch(BoostedSSL, SimMatch):
+    """SimMatch boosted by clustering epochs and RotNet."""

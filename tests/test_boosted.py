@@ -1,0 +1,106 @@
+"""Boosted SSL end to end: phases as epochs of one run, targets, optimizers, EMA and resume."""
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+import tiny
+from sslzoo.methods import BoostedFixMatch, BoostedMeanTeacher, BoostedSimMatch
+
+BACKBONE, OPTIONS = tiny.TINY_BACKBONES["tiny_wrn"]
+# Epoch 0 RotNet warm-up; round 0 = epochs 1 (ssl), 2 (rotnet), 3 (clustering); round 1 starts at epoch 4.
+BOOST = dict(warmup_epochs=1, ssl_epochs=1, clustering_batch_size=8, clustering_milestones=[1], num_augmentations=2)
+
+
+def _run(tmp_path, method_cls=BoostedFixMatch, epochs=5, ckpt=None, callbacks=(), **options):
+    L.seed_everything(0)
+    method = method_cls(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS, **{**BOOST, **options})
+    dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=3)
+    trainer = tiny.tiny_trainer(tmp_path, max_epochs=epochs, reload_dataloaders_every_n_epochs=1, callbacks=list(callbacks))
+    trainer.fit(method, datamodule=dm, ckpt_path=ckpt)
+    return method, trainer
+
+
+class Recorder(L.Callback):
+    def __init__(self):
+        self.phases, self.views = [], []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.phases.append(int(trainer.callback_metrics["train/phase"]))
+        self.views.append(sorted(batch))
+
+
+def test_phases_run_as_epochs_with_their_own_views_optimizers_and_ema(tmp_path):
+    recorder = Recorder()
+    method, trainer = _run(tmp_path, callbacks=[recorder])
+    # warmup, ssl, rotnet, clustering, ssl: 3 steps each
+    assert recorder.phases == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3 + [1] * 3
+    assert recorder.views[0] == ["unlabeled"] and recorder.views[3] == ["labeled", "unlabeled"]
+    assert int(method.ema.num_updates) == 6  # the EMA moves in SSL steps only
+    counts = method.cluster_targets.counts()
+    assert counts.tolist() == [16, 16, 16, 16]  # alpha = 1: 64 targets, and clustering only moves them
+    ssl_schedule, clustering_schedule = trainer.lr_scheduler_configs
+    assert ssl_schedule.scheduler.last_epoch == 2 and clustering_schedule.scheduler.last_epoch == 1
+    assert trainer.optimizers[1].param_groups[0]["lr"] == pytest.approx(0.01 * 0.5)  # halved after round 0 (milestone 1)
+
+
+def test_a_run_must_rebuild_its_loaders_every_epoch(tmp_path):
+    method = BoostedFixMatch(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS, **BOOST)
+    trainer = tiny.tiny_trainer(tmp_path, max_epochs=2)
+    with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs"):
+        trainer.fit(method, datamodule=tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=3))
+
+
+class StopAtEpochEnd(L.Callback):
+    def __init__(self, epoch, path):
+        self.epoch, self.path = epoch, path
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)
+
+
+def test_resume_mid_round_keeps_targets_phase_and_both_optimizers(tmp_path):
+    full, full_trainer = _run(tmp_path / "full")
+    _run(tmp_path / "stopped", callbacks=[StopAtEpochEnd(2, tmp_path / "stop.ckpt")])  # after the RotNet epoch of round 0
+    resumed, resumed_trainer = _run(tmp_path / "resumed", ckpt=tmp_path / "stop.ckpt")
+    assert torch.equal(full.cluster_targets.targets, resumed.cluster_targets.targets)
+    for name, value in tiny.weights(full).items():
+        assert torch.equal(value, tiny.weights(resumed)[name]), name
+    for a, b in zip(full_trainer.optimizers, resumed_trainer.optimizers):
+        for key, state in a.state_dict()["state"].items():
+            assert torch.equal(state["momentum_buffer"], b.state_dict()["state"][key]["momentum_buffer"])
+
+
+@pytest.mark.parametrize("method_cls", [BoostedMeanTeacher, BoostedSimMatch])
+def test_other_ssl_methods_can_be_boosted(tmp_path, method_cls):
+    options = {"warmup_epochs": 0} if method_cls is BoostedMeanTeacher else {"warmup_epochs": 0, "da_length": 3}
+    method, trainer = _run(tmp_path, method_cls, epochs=4, **options)
+    assert trainer.global_step > 0 and int(method.ema.num_updates) > 0
+    assert method.cluster_targets.counts().tolist() == [16, 16, 16, 16]
+
+
+def test_test_reports_the_oracle_permutation_curve(tmp_path):
+    method, trainer = _run(tmp_path, epochs=2, permutation_top_k=5, permutation_repeats=2)
+    (metrics,) = trainer.test(method, datamodule=trainer.datamodule, verbose=False)
+    assert 0.0 <= metrics["test/oracle_top5_perm_acc"] <= 1.0
+    curve = json.loads((Path(trainer.log_dir) / "top_k_permutations.json").read_text())["oracle_accuracy_by_k"]
+    assert curve == sorted(curve) and curve[-1] == pytest.approx(metrics["test/oracle_top5_perm_acc"])
+
+
+def test_permutation_functions_by_hand():
+    from sslzoo.functional import class_output_costs, nearby_permutations, oracle_accuracy_curve
+
+    logits = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1])  # class 0 lives on output 1, class 1 on output 0
+    cost = class_output_costs(logits, labels, 2)
+    assert cost.tolist() == [[2.0, 0.0], [0.0, 2.0]]
+    maps = nearby_permutations(cost, 2)
+    assert maps[0].tolist() == [1, 0] and maps[1].tolist() == [0, 1]  # output -> class, best first
+    preds, targets = torch.tensor([1, 1, 0]), torch.tensor([0, 0, 1])
+    assert oracle_accuracy_curve(preds, targets, maps) == [1.0, 1.0]

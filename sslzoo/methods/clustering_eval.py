@@ -1,4 +1,5 @@
-"""Evaluation of methods whose outputs are clusters, not classes (SCAN and its self-labeling)."""
+"""Methods whose outputs are clusters, not classes (SCAN and its self-labeling): their shared
+optimiser defaults and their evaluation."""
 from __future__ import annotations
 
 import json
@@ -11,10 +12,14 @@ from ..functional.cluster_metrics import many_to_one_map, one_to_one_map
 from ..functional.clustering import confusion_counts
 from ..modules import ClusteringMetrics
 from ..modules.distributed import world_size
+from .base import SSLMethod
 
 
-class ClusteringEvaluation:
-    """Mixin for an `SSLMethod` with `num_clusters` outputs: val/test report Hungarian-matched
+class ClusterMethod(SSLMethod):
+    """Base of methods with `num_clusters` outputs (default: one per class), trained with
+    SCAN's optimiser by default (Adam 1e-4 with L2 1e-4 on every parameter, constant lr).
+
+    Val/test report Hungarian-matched
     accuracy (many-to-one when overclustering, logged as `cluster_acc_many_to_one`), NMI, ARI
     and top-5 after remapping; the test confusion table is written to the run's log directory.
 
@@ -24,9 +29,26 @@ class ClusteringEvaluation:
     clustering accuracy (which peeks at every test label to match).
     """
 
-    def build_clustering_metrics(self) -> None:
+    def __init__(
+        self,
+        num_clusters: int | None = None,
+        name_clusters_with_labels: bool = False,
+        optimizer: str = "adam",
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        decay_norm_and_bias: bool = True,
+        scheduler: str = "constant",
+        **kwargs,
+    ):
+        self.num_clusters = num_clusters or kwargs.get("num_classes", 10)
+        super().__init__(
+            optimizer=optimizer, lr=lr, weight_decay=weight_decay, decay_norm_and_bias=decay_norm_and_bias, scheduler=scheduler, **kwargs
+        )
         self.val_metrics = ClusteringMetrics(self.num_clusters, self.num_classes)
         self.test_metrics = ClusteringMetrics(self.num_clusters, self.num_classes)
+
+    def _identity(self) -> dict:
+        return {**super()._identity(), "num_clusters": self.num_clusters}
 
     def _evaluate(self, batch: dict, metrics, prefix: str) -> None:
         metrics.update(self.eval_logits(batch["x"]).float().softmax(dim=1), batch["y"])

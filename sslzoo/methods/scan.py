@@ -8,12 +8,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from ..functional import scan_loss
 from ..modules import ClusterNetwork, NeighbourTable
 from ..modules.distributed import all_reduce_mean, differentiable_mean
-from .base import SSLMethod
-from .clustering_eval import ClusteringEvaluation
+from .clustering_eval import ClusterMethod
 from .neighbour_mining import load_embedder, mine_pool
 
 
-class SCAN(ClusteringEvaluation, SSLMethod):
+class SCAN(ClusterMethod):
     """SCAN clustering (Van Gansbeke et al., ECCV 2020), steps 2 and 3.
 
     Before training (unless resumed or `neighbours_file` exists): embed the
@@ -38,7 +37,6 @@ class SCAN(ClusteringEvaluation, SSLMethod):
 
     def __init__(
         self,
-        num_clusters: int | None = None,
         num_heads: int = 1,
         entropy_weight: float = 5.0,
         num_neighbours: int = 20,
@@ -47,19 +45,10 @@ class SCAN(ClusteringEvaluation, SSLMethod):
         mining_backend: str = "auto",
         mining_chunk_size: int | None = None,
         update_backbone: bool = True,
-        name_clusters_with_labels: bool = False,
-        optimizer: str = "adam",
-        lr: float = 1e-4,
-        weight_decay: float = 1e-4,
-        decay_norm_and_bias: bool = True,
-        scheduler: str = "constant",
         **kwargs,
     ):
-        self.num_clusters = num_clusters or kwargs.get("num_classes", 10)
         self.num_heads = num_heads
-        super().__init__(
-            optimizer=optimizer, lr=lr, weight_decay=weight_decay, decay_norm_and_bias=decay_norm_and_bias, scheduler=scheduler, **kwargs
-        )
+        super().__init__(**kwargs)
         if num_neighbours < 1:
             raise ValueError(f"num_neighbours must be at least 1, got {num_neighbours}")
         self.entropy_weight = entropy_weight
@@ -68,7 +57,6 @@ class SCAN(ClusteringEvaluation, SSLMethod):
         self.register_buffer("head_loss_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("best_head", torch.zeros((), dtype=torch.long))
         self.mining_report: dict = {}
-        self.build_clustering_metrics()
         if not update_backbone:
             self.network.backbone.requires_grad_(False)
 
@@ -150,4 +138,4 @@ class SCAN(ClusteringEvaluation, SSLMethod):
         return self.eval_network(x)[int(self.best_head)]
 
     def _identity(self) -> dict:
-        return {**super()._identity(), "num_clusters": self.num_clusters, "num_heads": self.num_heads}
+        return {**super()._identity(), "num_heads": self.num_heads}

@@ -5,12 +5,11 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from ..functional import confidence_based_cross_entropy
 from ..modules import ClusterNetwork
-from .base import SSLMethod
-from .clustering_eval import ClusteringEvaluation
+from .clustering_eval import ClusterMethod
 from .init_from import load_state_dict_file
 
 
-class SCANSelfLabel(ClusteringEvaluation, SSLMethod):
+class SCANSelfLabel(ClusterMethod):
     """SCAN step 4, self-labeling (Sec. 2.3): fine-tune the SCAN model on its own confident
     predictions. Per step, with the model in train mode:
       1. targets = argmax of the weak (eval) view's prediction, without gradient; mask = max prob > 0.99;
@@ -25,27 +24,11 @@ class SCANSelfLabel(ClusteringEvaluation, SSLMethod):
 
     views = {"labeled": [], "unlabeled": ["eval", "scan_strong"]}
 
-    def __init__(
-        self,
-        num_clusters: int | None = None,
-        threshold: float = 0.99,
-        balance_classes: bool = True,
-        name_clusters_with_labels: bool = False,
-        optimizer: str = "adam",
-        lr: float = 1e-4,
-        weight_decay: float = 1e-4,
-        decay_norm_and_bias: bool = True,
-        scheduler: str = "constant",
-        **kwargs,
-    ):
-        self.num_clusters = num_clusters or kwargs.get("num_classes", 10)
-        super().__init__(
-            optimizer=optimizer, lr=lr, weight_decay=weight_decay, decay_norm_and_bias=decay_norm_and_bias, scheduler=scheduler, **kwargs
-        )
+    def __init__(self, threshold: float = 0.99, balance_classes: bool = True, **kwargs):
+        super().__init__(**kwargs)
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold}")
         self.threshold, self.balance_classes = threshold, balance_classes
-        self.build_clustering_metrics()
 
     def build_network(self, backbone, num_classes):
         return ClusterNetwork(backbone, self.num_clusters, num_heads=1)
@@ -74,6 +57,3 @@ class SCANSelfLabel(ClusteringEvaluation, SSLMethod):
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.eval_network(x)[0]
-
-    def _identity(self) -> dict:
-        return {**super()._identity(), "num_clusters": self.num_clusters}

@@ -104,3 +104,18 @@ def test_permutation_functions_by_hand():
     assert maps[0].tolist() == [1, 0] and maps[1].tolist() == [0, 1]  # output -> class, best first
     preds, targets = torch.tensor([1, 1, 0]), torch.tensor([0, 0, 1])
     assert oracle_accuracy_curve(preds, targets, maps) == [1.0, 1.0]
+
+
+def test_paper_variant_squares_the_distance_of_the_confidence_rule():
+    from sslzoo.functional import assign_batch_targets
+
+    # ||f - e_0|| for f = normalize(0.95, 0.3122): unsquared 0.317 (> rho 0.2), squared 0.1 (< 0.2).
+    outputs = torch.tensor([[0.95, (1 - 0.95**2) ** 0.5]])
+    no_target = torch.tensor([-1])
+    assert not assign_batch_targets(outputs, no_target, 0.2).kept.item()
+    assert assign_batch_targets(outputs, no_target, 0.2, squared=True).kept.item()
+
+
+def test_paper_variant_runs_a_round(tmp_path):
+    method, _ = _run(tmp_path, epochs=4, paper_variant=True)
+    assert method.cluster_targets.counts().tolist() == [16, 16, 16, 16]

@@ -51,13 +51,15 @@ def initial_targets(num_items: int, num_clusters: int, alpha: float, seed: int) 
     return ordered[order]
 
 
-def target_distances(outputs: torch.Tensor, clusters: torch.Tensor) -> torch.Tensor:
+def target_distances(outputs: torch.Tensor, clusters: torch.Tensor, squared: bool = False) -> torch.Tensor:
     """The unsquared L2 distance ||normalize(outputs[i]) - e_{clusters[j]}||_2, shape [B, len(clusters)],
-    in float64 (the code's `sklearn.metrics.euclidean_distances` on L2-normalised logits)."""
+    in float64 (the code's `sklearn.metrics.euclidean_distances` on L2-normalised logits);
+    `squared` gives the paper's squared distance instead."""
     unit = F.normalize(outputs.detach().to(torch.float64), dim=1)
     # ||f - e_k||^2 = ||f||^2 - 2 f_k + 1, written as an explicit difference for exact values.
     onehots = F.one_hot(clusters.to(unit.device), unit.shape[1]).to(unit.dtype)
-    return (unit[:, None, :] - onehots[None, :, :]).norm(dim=2)
+    distance = (unit[:, None, :] - onehots[None, :, :]).norm(dim=2)
+    return distance.square() if squared else distance
 
 
 class ClusteringStep(NamedTuple):
@@ -68,7 +70,7 @@ class ClusteringStep(NamedTuple):
     targets: torch.Tensor  # LongTensor[B]: this step's loss target (stored or pseudo), -1 where not kept
 
 
-def assign_batch_targets(outputs: torch.Tensor, targets: torch.Tensor, rho: float = 0.2) -> ClusteringStep:
+def assign_batch_targets(outputs: torch.Tensor, targets: torch.Tensor, rho: float = 0.2, squared: bool = False) -> ClusteringStep:
     """One assignment step of the clustering phase (paper Eq. 4 and the confidence rule;
     `DeepClustering.clustering_batch`).
 
@@ -93,6 +95,7 @@ def assign_batch_targets(outputs: torch.Tensor, targets: torch.Tensor, rho: floa
     3. Images with neither are dropped from the loss (`kept` False, `targets` -1).
 
     The number of "switches" the code logs is `(stored != targets_in).sum()`.
+    `squared=True` is the paper's text: squared distances in the cost and in the rho test.
     """
     if outputs.dim() != 2:
         raise ValueError(f"outputs must be [B, K] logits, got shape {tuple(outputs.shape)}")
@@ -109,12 +112,12 @@ def assign_batch_targets(outputs: torch.Tensor, targets: torch.Tensor, rho: floa
     held = targets[holders]
     stored = torch.full_like(targets, NO_TARGET)
     if len(held) > 0:
-        cost = target_distances(outputs, held).cpu().numpy()
+        cost = target_distances(outputs, held, squared).cpu().numpy()
         rows, cols = linear_sum_assignment(cost)
         stored[torch.as_tensor(rows, device=targets.device)] = held[torch.as_tensor(cols, device=targets.device)]
 
     pseudo = outputs.detach().argmax(dim=1).to(targets.device)
-    distance = target_distances(outputs, torch.arange(num_clusters, device=outputs.device))
+    distance = target_distances(outputs, torch.arange(num_clusters, device=outputs.device), squared)
     confident = (distance.gather(1, pseudo.to(distance.device)[:, None])[:, 0] < rho).to(targets.device)
     step = torch.where(stored >= 0, stored, torch.where(confident, pseudo, torch.full_like(pseudo, NO_TARGET)))
     return ClusteringStep(stored=stored, kept=step >= 0, targets=step)

@@ -38,6 +38,10 @@ class BoostedSSL:
     The trainer must rebuild the loaders every epoch (`reload_dataloaders_every_n_epochs: 1`):
     each phase has its own views and batch (`clustering_batch_size`).
 
+    `paper_variant: true` follows the paper's text instead of its code: squared distances in the
+    assignment and in the rho test (f_max > 0.9 rather than 0.98 at rho 0.2) and Eq. 5 summed over
+    the K outputs (the code's MSELoss also averages over them, a K times smaller step).
+
     Test also ranks output -> class maps with the labeled images under the RotNet view
     (`permutation_repeats` passes) by Murty's k best assignments, and logs and writes the best
     test accuracy among the first 1..`permutation_top_k` maps (the paper's Fig. 6). That is an
@@ -62,6 +66,7 @@ class BoostedSSL:
         permutation_top_k: int = 10,
         permutation_repeats: int = 10,
         permutation_tolerance: int = 4,
+        paper_variant: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -150,10 +155,12 @@ class BoostedSSL:
         with torch.no_grad():
             logits = self.network(clean)
         self.network.train(training)
-        step = assign_batch_targets(logits.float(), self.cluster_targets.lookup(positions), self.hparams.rho)
+        paper = self.hparams.paper_variant
+        step = assign_batch_targets(logits.float(), self.cluster_targets.lookup(positions), self.hparams.rho, squared=paper)
         self.cluster_targets.update(positions, step.stored)
         self.log("train/clustering_kept", step.kept.float().mean(), batch_size=len(clean))
-        return clustering_loss(self.network(torch.cat(augmented)).float(), step.targets, step.kept)
+        loss = clustering_loss(self.network(torch.cat(augmented)).float(), step.targets, step.kept)
+        return loss * self.num_classes if paper else loss
 
     def rotation_loss(self, rotated: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the rotation head; `rotated` is [B, 4, C, H, W] (k x 90 degrees at k)."""

@@ -14,11 +14,11 @@ BACKBONE, OPTIONS = tiny.TINY_BACKBONES["tiny_wrn"]
 BOOST = dict(warmup_epochs=1, ssl_epochs=1, clustering_batch_size=8, clustering_milestones=[1], num_augmentations=2)
 
 
-def _run(tmp_path, method_cls=BoostedFixMatch, epochs=5, ckpt=None, callbacks=(), **options):
+def _run(tmp_path, method_cls=BoostedFixMatch, epochs=5, ckpt=None, callbacks=(), logger=False, **options):
     L.seed_everything(0)
     method = method_cls(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS, **{**BOOST, **options})
     dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=3)
-    trainer = tiny.tiny_trainer(tmp_path, max_epochs=epochs, reload_dataloaders_every_n_epochs=1, callbacks=list(callbacks))
+    trainer = tiny.tiny_trainer(tmp_path, max_epochs=epochs, reload_dataloaders_every_n_epochs=1, callbacks=list(callbacks), logger=logger)
     trainer.fit(method, datamodule=dm, ckpt_path=ckpt)
     return method, trainer
 
@@ -86,7 +86,9 @@ def test_other_ssl_methods_can_be_boosted(tmp_path, method_cls):
 
 
 def test_test_reports_the_oracle_permutation_curve(tmp_path):
-    method, trainer = _run(tmp_path, epochs=2, permutation_top_k=5, permutation_repeats=2)
+    from lightning.pytorch.loggers import CSVLogger
+
+    method, trainer = _run(tmp_path, epochs=2, permutation_top_k=5, permutation_repeats=2, logger=CSVLogger(tmp_path))
     (metrics,) = trainer.test(method, datamodule=trainer.datamodule, verbose=False)
     assert 0.0 <= metrics["test/oracle_top5_perm_acc"] <= 1.0
     curve = json.loads((Path(trainer.log_dir) / "top_k_permutations.json").read_text())["oracle_accuracy_by_k"]

@@ -216,6 +216,7 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         "test_balanced_acc": round(float(test["test/balanced_acc"]), 4),
         "test_acc_top5": round(float(test["test/acc_top5"]), 4) if "test/acc_top5" in test else None,
         "test_loss": round(float(test["test/loss"]), 4),
+        "test_cluster_acc": round(float(test["test/cluster_acc"]), 4) if "test/cluster_acc" in test else None,
         "test_acc_raw_weights": round(float(raw_test["test/acc"]), 4) if raw_test is not None else None,
         "evaluated_on": ("online linear probe on the backbone" if isinstance(method, (SwAV, DINO))
                          else "EMA weights" if method.ema is not None else "raw weights"),
@@ -261,7 +262,6 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         result["steps_by_phase"] = {p: len(v) for p, v in per_phase.items()}
         oracle = [k for k in test if k.startswith("test/oracle_top")]
         result.update({k.removeprefix("test/"): round(float(test[k]), 4) for k in oracle})
-        result["test_cluster_acc"] = round(float(test["test/cluster_acc"]), 4)
     return result
 
 

@@ -1,9 +1,13 @@
 """What every method shares: network, optimizer/schedule, EMA, evaluation, logging, safety checks."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 
 from ..functional import cosine_between
 from ..modules import EMA, Classifier, classification_metrics, update_classification_metrics
@@ -221,6 +225,16 @@ class SSLMethod(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
+
+    def write_run_file(self, name: str, payload: dict) -> Path | None:
+        """Write `payload` as JSON into the run's log directory (rank 0, only when the run has a logger)."""
+        if self.trainer.logger is None or self.trainer.log_dir is None or not self.trainer.is_global_zero:
+            return None
+        path = Path(self.trainer.log_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload) + "\n")
+        rank_zero_info(f"wrote {path}")
+        return path
 
     def predict_step(self, batch, batch_idx):
         return {"logits": self.eval_logits(batch["x"]), "idx": batch["idx"]}

@@ -1,9 +1,6 @@
 """Boosted SSL (paper 000): SSL epochs alternating with label-free clustering epochs and RotNet."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -193,11 +190,7 @@ class BoostedSSL:
         maps = nearby_permutations(self.labeled_output_costs(), k, self.hparams.permutation_tolerance)
         curve = oracle_accuracy_curve(preds, targets, maps)
         self.log(f"test/oracle_top{k}_perm_acc", curve[-1])
-        log_dir = getattr(self.trainer, "log_dir", None)
-        if log_dir and self.trainer.is_global_zero:
-            path = Path(log_dir) / "top_k_permutations.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"oracle_accuracy_by_k": curve, "maps": [m.tolist() for m in maps]}) + "\n")
+        self.write_run_file("top_k_permutations.json", {"oracle_accuracy_by_k": curve, "maps": [m.tolist() for m in maps]})
 
     @torch.no_grad()
     def labeled_output_costs(self) -> torch.Tensor:

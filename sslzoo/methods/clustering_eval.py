@@ -2,11 +2,7 @@
 optimiser defaults and their evaluation."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 
 from ..functional.cluster_metrics import many_to_one_map, one_to_one_map
 from ..functional.clustering import confusion_counts
@@ -70,12 +66,7 @@ class ClusterMethod(SSLMethod):
 
     def on_test_epoch_end(self) -> None:
         report = self._log_clustering(self.test_metrics, "test/")
-        log_dir = getattr(self.trainer, "log_dir", None)
-        if log_dir and self.trainer.is_global_zero:
-            path = Path(log_dir) / "test_confusion.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"rows": "clusters", "columns": "classes", **report}) + "\n")
-            rank_zero_info(f"test confusion table (clusters x classes) written to {path}")
+        self.write_run_file("test_confusion.json", {"rows": "clusters", "columns": "classes", **report})
 
     @torch.no_grad()
     def labeled_cluster_map(self) -> torch.Tensor:

@@ -182,13 +182,13 @@ def test_self_label_takes_the_best_scan_head_and_survives_an_empty_confident_set
     trainer.save_checkpoint(tmp_path / "scan.ckpt")
     L.seed_everything(0)
     self_label = SCANSelfLabel(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS, init_from=str(tmp_path / "scan.ckpt"),
-                               threshold=0.999999, name_clusters_with_labels=True, weight_decay=0.0)
+                               threshold=0.999999, name_clusters_with_labels=True)
     before = {k: v.clone() for k, v in self_label.network.state_dict().items()}
     trainer = _fit(tmp_path / "self", self_label, _data(tmp_path, unlabeled_batch_size=8), steps=3)
     assert trainer.callback_metrics["train/empty_confident_set"].item() == 1.0
     assert "val/named_acc" in trainer.callback_metrics
     head = scan.network.heads.heads[2]
-    # No confident sample and no weight decay: nothing was trained, so the head is still SCAN's head 2.
+    # No confident sample: every step was skipped (weight decay included), so the head is still SCAN's head 2.
     torch.testing.assert_close(self_label.network.heads.heads[0].weight, head.weight)
     assert not torch.equal(before["heads.heads.0.weight"], self_label.network.heads.heads[0].weight)
 

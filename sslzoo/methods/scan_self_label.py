@@ -5,6 +5,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from ..functional import confidence_based_cross_entropy
 from ..modules import ClusterNetwork
+from ..modules.distributed import any_process
 from .clustering_eval import ClusterMethod
 from .init_from import load_state_dict_file
 
@@ -14,7 +15,8 @@ class SCANSelfLabel(ClusterMethod):
     predictions. Per step, with the model in train mode:
       1. targets = argmax of the weak (eval) view's prediction, without gradient; mask = max prob > 0.99;
       2. L = cross-entropy of the strong view on the masked samples, class c weighted n / count_c.
-    A step with no confident sample is a logged no-op (zero loss; the official code raises).
+    A step where no process has a confident sample is a logged no-op: the optimizer step is
+    skipped, so weight decay does not move the weights either (the official code raises).
 
     `init_from` a SCAN checkpoint takes its backbone and its selected (lowest-loss) head; a
     pretext checkpoint gives the backbone only. `ema_decay` keeps an EMA of the weights for
@@ -52,7 +54,10 @@ class SCANSelfLabel(ClusterMethod):
         strong_logits = self.network(strong)[0]
         loss, _, mask = confidence_based_cross_entropy(weak_logits, strong_logits, self.threshold, self.balance_classes)
         self.log("train/mask_rate", mask.float().mean(), prog_bar=True, batch_size=len(mask))
-        self.log("train/empty_confident_set", (~mask.any()).float(), batch_size=len(mask))
+        empty = not any_process(bool(mask.any()), mask.device)
+        self.log("train/empty_confident_set", float(empty), batch_size=len(mask))
+        if empty:
+            return None  # no process has a confident sample: skip the optimizer step (weight decay included)
         return self.total_loss({"self_label": loss}, len(mask))
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:

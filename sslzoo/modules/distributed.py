@@ -57,3 +57,12 @@ def differentiable_mean(tensor: torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_reduce
 
     return all_reduce(tensor) / _world()
+
+
+def any_process(flag: bool, device: torch.device | None = None) -> bool:
+    """True when `flag` holds on at least one process (so every process takes the same branch)."""
+    if _world() == 1:
+        return bool(flag)
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value)
+    return bool(value.item() > 0)

@@ -56,9 +56,8 @@ class SCANSelfLabel(ClusterMethod):
         self.log("train/mask_rate", mask.float().mean(), prog_bar=True, batch_size=len(mask))
         empty = not any_process(bool(mask.any()), mask.device)
         self.log("train/empty_confident_set", float(empty), batch_size=len(mask))
-        if empty:
-            return None  # no process has a confident sample: skip the optimizer step (weight decay included)
-        return self.total_loss({"self_label": loss}, len(mask))
+        loss = self.total_loss({"self_label": loss}, len(mask))
+        return None if empty else loss  # None: no process has a confident sample, so no optimizer step (nor decay)
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.eval_network(x)[0]

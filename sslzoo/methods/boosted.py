@@ -165,9 +165,7 @@ class BoostedSSL:
         return F.cross_entropy(self.rotation_head(self.network.backbone(rotated.flatten(0, 1))), labels)
 
     def on_train_epoch_end(self) -> None:
-        super_end = getattr(super(), "on_train_epoch_end", None)
-        if super_end is not None:
-            super_end()
+        super().on_train_epoch_end()
         ssl_schedule, clustering_schedule = self.lr_schedulers()
         phase = self.phase()[0]
         if phase == "ssl":

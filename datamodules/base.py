@@ -202,8 +202,9 @@ class SSLDataModule(L.LightningDataModule):
         """Unlabeled images per process and step. A method whose phases use their own batch
         (Boosted SSL's clustering epochs: 128) says so through `phase_unlabeled_batch()`."""
         phase_batch = getattr(self._lightning_module(), "phase_unlabeled_batch", None)
-        if callable(phase_batch) and phase_batch() is not None:
-            return phase_batch()
+        phase_batch = phase_batch() if callable(phase_batch) else None
+        if phase_batch is not None:
+            return phase_batch
         if self.unlabeled_batch_size is not None:
             return self.unlabeled_batch_size
         return self.batch_size * self.unlabeled_ratio

@@ -11,7 +11,16 @@ from .cluster_targets import ClusteringStep, assign_batch_targets, clustering_lo
 from .clustering import cluster_accuracy, confusion_counts, hungarian_match
 from .contrastive import nt_xent
 from .k_best_assignments import k_best_assignments
-from .local_clustering import local_clustering_loss, mean_squared_distances, pair_clustering_loss, pair_distances
+from .local_clustering import (
+    clustering_distances,
+    flat_pair_distances,
+    local_clustering_loss,
+    local_clustering_loss_of,
+    mean_squared_distances,
+    neighbour_loss,
+    pair_clustering_loss,
+    pair_distances,
+)
 from .losses import cross_view_cross_entropy, masked_cross_entropy, share_weights, soft_cross_entropy, softmax_kl, softmax_mse
 from .mixing import cutmix_box, extend_with_mix, mix_pair
 from .neighbours import mine_neighbours, neighbour_purity
@@ -39,6 +48,10 @@ __all__ = [
     "aggregate",
     "align_distribution",
     "local_clustering_loss",
+    "local_clustering_loss_of",
+    "clustering_distances",
+    "flat_pair_distances",
+    "neighbour_loss",
     "mean_squared_distances",
     "pair_distances",
     "pair_clustering_loss",

@@ -88,6 +88,13 @@ def one_to_one_map(counts: torch.Tensor) -> torch.Tensor:
     return torch.tensor([match[k] for k in range(num_clusters)], dtype=torch.long, device=counts.device)
 
 
+def cluster_to_class_map(counts: torch.Tensor) -> torch.Tensor:
+    """SCAN's evaluation map: one-to-one (Hungarian) when there are as many clusters as classes,
+    many-to-one otherwise (overclustering)."""
+    num_clusters, num_classes = counts.shape
+    return one_to_one_map(counts) if num_clusters == num_classes else many_to_one_map(counts)
+
+
 def remapped_topk_accuracy(probs: torch.Tensor, targets: torch.Tensor, cluster_to_class: torch.Tensor, k: int = 5) -> float:
     """Top-k accuracy of the class probabilities P(c | x) = sum_{j: map(j) = c} probs[x, j]
     (N, num_clusters) -> classes. Only classes some cluster maps to compete, so k is clamped

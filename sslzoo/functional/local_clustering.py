@@ -10,29 +10,51 @@ def mean_squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).mean(dim=-1)
 
 
-def pair_clustering_loss(a: torch.Tensor, b: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """sum_ij d_ij w_ij m_ij / sum_ij m_ij with m_ij = 1[d_ij <= eps], w_ij = exp(-d_ij / eps).
+def neighbour_loss(distances: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """sum_ij d_ij w_ij m_ij / sum_ij m_ij with m_ij = 1[d_ij <= eps], w_ij = exp(-d_ij / eps),
+    over a matrix of distances d.
 
     As in the official code, w is not detached (gradient reaches both ends of a pair
     through d and w) and the loss is normalised by the number of neighbour pairs,
     self-pairs included, not by the batch size.
     """
     if epsilon <= 0:
-        return (a.sum() + b.sum()) * 0.0  # no pair is within a zero radius except exact copies, which add 0
-    distances = mean_squared_distances(a, b)
+        return distances.sum() * 0.0  # no pair is within a zero radius except exact copies, which add 0
     neighbours = distances <= epsilon
     weighted = torch.where(neighbours, distances * torch.exp(-distances / epsilon), torch.zeros_like(distances))
     return weighted.sum() / neighbours.sum().clamp_min(1)
 
 
-def pair_distances(labeled: torch.Tensor, unlabeled: torch.Tensor) -> torch.Tensor:
-    """The distances L_lc looks at, flattened: labeled-unlabeled pairs and unlabeled-unlabeled
-    pairs without self-pairs. Used to monitor how many pairs are neighbours and to calibrate eps."""
-    within = mean_squared_distances(unlabeled, unlabeled)
-    off_diagonal = ~torch.eye(len(unlabeled), dtype=torch.bool, device=within.device)
-    return torch.cat([mean_squared_distances(labeled, unlabeled).flatten(), within[off_diagonal]])
+def pair_clustering_loss(a: torch.Tensor, b: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """`neighbour_loss` of the pairs (a_i, b_j)."""
+    return neighbour_loss(mean_squared_distances(a, b), epsilon)
+
+
+def clustering_distances(labeled: torch.Tensor, unlabeled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distance matrices L_lc looks at: labeled-unlabeled [L, U] and unlabeled-unlabeled [U, U]
+    (labeled-labeled pairs are left out)."""
+    return mean_squared_distances(labeled, unlabeled), mean_squared_distances(unlabeled, unlabeled)
+
+
+def local_clustering_loss_of(distances: tuple[torch.Tensor, torch.Tensor], epsilon: float) -> torch.Tensor:
+    """L_lc = L(Z_l, Z_u) + L(Z_u, Z_u) from the two matrices of `clustering_distances`."""
+    labeled_unlabeled, within = distances
+    return neighbour_loss(labeled_unlabeled, epsilon) + neighbour_loss(within, epsilon)
 
 
 def local_clustering_loss(labeled: torch.Tensor, unlabeled: torch.Tensor, epsilon: float) -> torch.Tensor:
     """L_lc = L(Z_l, Z_u) + L(Z_u, Z_u); labeled-labeled pairs are left out."""
-    return pair_clustering_loss(labeled, unlabeled, epsilon) + pair_clustering_loss(unlabeled, unlabeled, epsilon)
+    return local_clustering_loss_of(clustering_distances(labeled, unlabeled), epsilon)
+
+
+def flat_pair_distances(distances: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The pairs of `clustering_distances`, flattened, without the unlabeled self-pairs. Used to
+    monitor how many pairs are neighbours and to calibrate eps."""
+    labeled_unlabeled, within = distances
+    off_diagonal = ~torch.eye(len(within), dtype=torch.bool, device=within.device)
+    return torch.cat([labeled_unlabeled.flatten(), within[off_diagonal]])
+
+
+def pair_distances(labeled: torch.Tensor, unlabeled: torch.Tensor) -> torch.Tensor:
+    """`flat_pair_distances` of the features."""
+    return flat_pair_distances(clustering_distances(labeled, unlabeled))

@@ -76,9 +76,10 @@ class BoostedSSL:
         self._test_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     # ---- phases --------------------------------------------------------------------------
-    def phase(self) -> tuple[str, int]:
+    def phase(self, epoch: int | None = None) -> tuple[str, int]:
+        """(phase, round) of `epoch` (default: the current one)."""
         hp = self.hparams
-        return boosted_phase(self.current_epoch, hp.warmup_epochs, hp.ssl_epochs, hp.rotnet)
+        return boosted_phase(self.current_epoch if epoch is None else epoch, hp.warmup_epochs, hp.ssl_epochs, hp.rotnet)
 
     @property
     def views(self) -> dict[str, list]:
@@ -93,11 +94,7 @@ class BoostedSSL:
         return None if self.phase()[0] == "ssl" else self.hparams.clustering_batch_size
 
     def ssl_epochs_in_run(self) -> int:
-        return sum(self.phase_of_epoch(e) == "ssl" for e in range(int(self.trainer.max_epochs)))
-
-    def phase_of_epoch(self, epoch: int) -> str:
-        hp = self.hparams
-        return boosted_phase(epoch, hp.warmup_epochs, hp.ssl_epochs, hp.rotnet)[0]
+        return sum(self.phase(e)[0] == "ssl" for e in range(int(self.trainer.max_epochs)))
 
     # ---- set-up ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..functional.cluster_metrics import many_to_one_map, one_to_one_map
+from ..functional.cluster_metrics import cluster_to_class_map
 from ..functional.clustering import confusion_counts
 from ..modules import ClusteringMetrics
 from ..modules.distributed import world_size
@@ -78,4 +78,4 @@ class ClusterMethod(SSLMethod):
             counts += confusion_counts(preds, batch["y"].to(self.device), self.num_clusters, self.num_classes)
         if world_size() > 1:
             torch.distributed.all_reduce(counts)
-        return one_to_one_map(counts) if self.num_clusters == self.num_classes else many_to_one_map(counts)
+        return cluster_to_class_map(counts)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from ..functional import local_clustering_loss, pair_distances, sigmoid_rampup
+from ..functional import clustering_distances, flat_pair_distances, local_clustering_loss_of, sigmoid_rampup
 from ..modules.distributed import all_reduce_mean
 from .meanteacher import MeanTeacher
 
@@ -66,14 +66,17 @@ class LCMeanTeacher(MeanTeacher):
         feature_var = student_features.detach().var(dim=0).mean()
         self.log("train/feature_var", feature_var, batch_size=len(labels))
         labeled, unlabeled = student_features[: len(labels)], student_features[len(labels) :]
-        distances = pair_distances(labeled.detach(), unlabeled.detach())
+        # One pair of distance matrices serves the loss (with gradient, once LC is on) and the monitoring.
+        with torch.set_grad_enabled(weight > 0 and torch.is_grad_enabled()):
+            matrices = clustering_distances(labeled, unlabeled)
+        distances = flat_pair_distances(tuple(m.detach() for m in matrices))
         if weight > 0 and self.epsilon == 0 and self.epsilon_quantile is not None:
             self.epsilon.copy_(all_reduce_mean(torch.quantile(distances.float(), self.epsilon_quantile)))
         if self.epsilon > 0:
             self.log("train/lc_epsilon", self.epsilon, batch_size=len(labels))
             self.log("train/lc_neighbour_fraction", (distances <= self.epsilon).float().mean(), batch_size=len(labels))
         if weight > 0:
-            terms["local_clustering"] = weight * local_clustering_loss(labeled, unlabeled, float(self.epsilon))
+            terms["local_clustering"] = weight * local_clustering_loss_of(matrices, float(self.epsilon))
             self.check_collapse(feature_var)
         return terms
 

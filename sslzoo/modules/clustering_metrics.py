@@ -5,9 +5,8 @@ from torchmetrics import Metric
 
 from ..functional.cluster_metrics import (
     adjusted_rand_index,
-    many_to_one_map,
+    cluster_to_class_map,
     normalized_mutual_info,
-    one_to_one_map,
     remapped_topk_accuracy,
 )
 from ..functional.clustering import confusion_counts
@@ -45,8 +44,7 @@ class ClusteringMetrics(Metric):
         if len(targets) == 0:
             raise ValueError("no evaluation samples: the clustering metrics need at least one")
         counts = confusion_counts(probs.argmax(dim=1), targets, self.num_clusters, self.num_classes)
-        matched = one_to_one_map(counts) if self.mapping == "one_to_one" else many_to_one_map(counts)
-        matched = matched.to(probs.device)
+        matched = cluster_to_class_map(counts).to(probs.device)
         values = {
             "cluster_acc": (matched[probs.argmax(dim=1)] == targets).float().mean(),
             "nmi": torch.tensor(normalized_mutual_info(counts)),

@@ -3,12 +3,14 @@
     sslzoo fit --config experiments/fixmatch/cifar10_40.yaml [--trainer.max_epochs 2 ...]
     sslzoo fit --model FixMatch --data CIFAR10DataModule --data.num_labels 250
     sslzoo fit --config ... --ckpt_path last        # resume the run in the same default_root_dir
+    sslzoo report runs/ [--format csv] [--output results.md]   # results table vs. the papers (sslzoo.report)
 """
 from __future__ import annotations
 
 import json
 import sys
 
+import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
@@ -17,6 +19,16 @@ import sslzoo.methods  # noqa: F401  (registers the method classes for --model)
 from datamodules import SSLDataModule
 from sslzoo.callbacks import LogCheckpointPaths, checkpoint_dir
 from sslzoo.methods import SSLMethod
+from sslzoo.modules.sync_batchnorm import SyncBatchNormAnyDevice
+from sslzoo.pictures import ValidationPictures
+from sslzoo.report import RunSummary
+from sslzoo.report.command import main as report_main
+from sslzoo.source_version import LogSourceVersion
+
+
+def default_callbacks() -> list[L.Callback]:
+    """Callbacks every run of the CLI gets (fresh instances per CLI; add new ones here)."""
+    return [LogCheckpointPaths(), RunSummary(), LogSourceVersion()]
 
 
 class LogConfigCallback(SaveConfigCallback):
@@ -41,6 +53,23 @@ class SSLZooCLI(LightningCLI):
             }
         )
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=checkpoint_dir)
+        parser.add_lightning_class_args(ValidationPictures, "pictures")
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
+        # torch's SyncBatchNorm refuses CPU modules; this plugin keeps it on GPUs and syncs over gloo
+        # elsewhere. Only with sync_batchnorm: Lightning applies any layer-sync plugin it is given.
+        if config.get("sync_batchnorm"):
+            plugins = config.get("plugins") or []
+            config["plugins"] = [*(plugins if isinstance(plugins, list) else [plugins]), SyncBatchNormAnyDevice()]
+        return super()._instantiate_trainer(config, callbacks)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        config_files = [str(path) for path in (config.get("config") or [])]
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, RunSummary):
+                callback.config_files = config_files
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
         # Load checkpoints without executing pickled code unless the user opts out
@@ -62,15 +91,19 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLZooCLI:
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
             "default_root_dir": "runs/default",
-            "callbacks": [LogCheckpointPaths()],
+            "callbacks": default_callbacks(),
         },
         args=args,
         run=run,
     )
 
 
-def main() -> None:
-    build_cli()
+def main(argv: list[str] | None = None) -> None:
+    """`sslzoo report ...` goes to sslzoo.report; everything else to LightningCLI."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["report"]:
+        sys.exit(report_main(args[1:]))
+    build_cli(argv)
 
 
 if __name__ == "__main__":

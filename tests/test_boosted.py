@@ -79,7 +79,7 @@ def test_resume_mid_round_keeps_targets_phase_and_both_optimizers(tmp_path):
 
 @pytest.mark.parametrize("method_cls", [BoostedMeanTeacher, BoostedSimMatch])
 def test_other_ssl_methods_can_be_boosted(tmp_path, method_cls):
-    options = {"warmup_epochs": 0} if method_cls is BoostedMeanTeacher else {"warmup_epochs": 0, "da_length": 3}
+    options = {"warmup_epochs": 0} if method_cls is BoostedMeanTeacher else {"warmup_epochs": 0, "bank_warmup_epochs": 0, "da_length": 3}
     method, trainer = _run(tmp_path, method_cls, epochs=4, **options)
     assert trainer.global_step > 0 and int(method.ema.num_updates) > 0
     assert method.cluster_targets.counts().tolist() == [16, 16, 16, 16]

@@ -11,7 +11,7 @@ import tiny
 from sslzoo.cli import build_cli
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in (REPO / "experiments").rglob("*.yaml") if "sweeps" not in p.parts)
+CONFIGS = sorted(p for p in (REPO / "experiments").rglob("*.yaml") if not {"sweeps", "loggers"} & set(p.parts))
 
 
 MULTICROP_METHODS = ("Suave", "Daino", "SwAV", "DINO")

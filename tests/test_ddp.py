@@ -24,7 +24,7 @@ def test_fixmatch_two_processes_equal_one(tmp_path):
 
 
 def _simmatch():
-    return SimMatch(num_classes=4, backbone="tiny_mlp", threshold=0.3, lr=0.1, warmup_epochs=0, da_length=3)
+    return SimMatch(num_classes=4, backbone="tiny_mlp", threshold=0.3, lr=0.1, bank_warmup_epochs=0, da_length=3)
 
 
 def test_simmatch_bank_and_queue_two_processes_equal_one(tmp_path):

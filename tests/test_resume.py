@@ -31,7 +31,7 @@ def _run(tmp_path, method_cls, total_steps, stop_at=None, ckpt=None, **method_kw
     return method, trainer
 
 
-SIMMATCH = dict(warmup_epochs=1, da_length=3, threshold=0.5)  # bank and DA queue in use from epoch 1 (step 4)
+SIMMATCH = dict(bank_warmup_epochs=1, da_length=3, threshold=0.5)  # bank and DA queue in use from epoch 1 (step 4)
 LC_MT = dict(lc_start_epoch=0, lc_rampup_epochs=2, epsilon=5.0)
 # Queue of 16 (full after 2 steps), momentum teacher, prototypes; mixing draws per step.
 SUAVE = dict(queue_length=16, hidden_dim=16, projection_dim=8, momentum_teacher=True, ema_decay=0.9, ema_schedule="cosine")

@@ -89,7 +89,7 @@ def test_bank_restores_into_an_empty_bank():
 
 def test_simmatch_trains_and_fills_the_bank(tmp_path):
     dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=3)
-    method = SimMatch(num_classes=4, backbone="tiny_mlp", warmup_epochs=1, da_length=4, threshold=0.5)
+    method = SimMatch(num_classes=4, backbone="tiny_mlp", bank_warmup_epochs=1, da_length=4, threshold=0.5)
     trainer = tiny.tiny_trainer(tmp_path, max_epochs=2)
     bank_before = None
 
@@ -111,7 +111,7 @@ def test_simmatch_trains_and_fills_the_bank(tmp_path):
 @pytest.mark.parametrize("use_teacher", [False, True])
 def test_both_bank_variants_run(tmp_path, use_teacher):
     dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=2)
-    method = SimMatch(num_classes=4, backbone="tiny_mlp", warmup_epochs=0, use_teacher=use_teacher, bank_momentum=0.0 if use_teacher else 0.7)
+    method = SimMatch(num_classes=4, backbone="tiny_mlp", bank_warmup_epochs=0, use_teacher=use_teacher, bank_momentum=0.0 if use_teacher else 0.7)
     tiny.tiny_trainer(tmp_path, max_steps=2).fit(method, datamodule=dm)
     if use_teacher:  # the bank holds the teacher's embeddings of the last labeled batch
         assert method.ema is not None

@@ -1,4 +1,5 @@
 """Sinkhorn, the feature queue and DINO's centre: math, stability, DDP and state."""
+import importlib
 import os
 
 import numpy as np
@@ -66,6 +67,17 @@ def test_sinkhorn_is_stable_at_small_epsilon_with_large_scores():
     # The direct exp(S / eps) of the reference overflows here.
     with np.errstate(over="ignore", invalid="ignore"):
         assert not np.isfinite(swav_reference(scores.double().numpy() * 10, 0.02, 3)).all()
+
+
+def test_exponential_and_log_space_iterations_agree():
+    """The plain exponential form (SwAV's, fast) runs below EXP_SPAN and the log form above it;
+    where both are safe they give the same codes."""
+    module = importlib.import_module("sslzoo.functional.sinkhorn")  # the module, not the function it exports
+    scores = _scores(b=64, k=10, scale=0.5).float()  # cosine-like span: 2 * 0.5 * ~3 / 0.05 < 60
+    log_q = scores / 0.05
+    assert float(log_q.max() - log_q.min()) < module.EXP_SPAN
+    for iterations in (0, 1, 3):
+        torch.testing.assert_close(sinkhorn(scores, 0.05, iterations), module._sinkhorn_log(log_q, iterations, False), rtol=1e-5, atol=1e-7)
 
 
 def test_sinkhorn_rejects_non_positive_epsilon():

@@ -90,7 +90,7 @@ def build_method(name: str, args, steps_per_epoch: int):
     if name == "simmatch":
         # Paper values (lambda_in 1, t 0.1, alpha 0.9, DA 32 steps, bank momentum 0.7); the bank
         # warm-up is the first epoch, as in the official code.
-        return SimMatch(threshold=args.threshold, lambda_u=args.lambda_u, warmup_epochs=1, **common)
+        return SimMatch(threshold=args.threshold, lambda_u=args.lambda_u, bank_warmup_epochs=1, **common)
     if name == "lcmeanteacher":
         # LC switches on halfway (LC-MT: after MT has nearly converged, epoch 600 of 1200) with a
         # short ramp. The paper's eps (40-50) is on CNN-13's feature scale: with this backbone

@@ -26,61 +26,22 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[2]
+from benchmark_common import MB, REPO, RSSPeak, current_rss_bytes, machine_info, max_rss_mb, run_child, step_time_summary, sync
+
 sys.path.insert(0, str(REPO))
 
 from sslzoo.methods import FixMatch  # noqa: E402
 from sslzoo.methods.optim import build_optimizer, build_scheduler, param_groups  # noqa: E402
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-MB = 1024 * 1024
 NOMINAL_TOTAL_STEPS = 2**20  # the schedule's horizon; irrelevant for timing
-
-
-def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * PAGE
-
-
-def max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-class RSSPeak:
-    """Peak resident set size while the context is open (sampled in a thread)."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, current_rss_bytes())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.start = current_rss_bytes()
-        self.peak = self.start
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, current_rss_bytes())
 
 
 def make_batch(batch_size: int, mu: int, num_classes: int, generator: torch.Generator, channels_last: bool) -> dict:
@@ -144,11 +105,6 @@ def bare_step(network, optimizer, x, y):
     optimizer.zero_grad(set_to_none=True)
 
 
-def sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def measure(batch_size: int, mu: int, warmup: int, timed: int, channels_last: bool) -> dict:
     method, optimizer, scheduler = build(channels_last)
     batch = make_batch(batch_size, mu, 10, torch.Generator().manual_seed(batch_size), channels_last)
@@ -196,13 +152,8 @@ def measure(batch_size: int, mu: int, warmup: int, timed: int, channels_last: bo
         peaks["bare"] = max(peaks["bare"], probe.peak)
 
     for name in ("fixmatch", "bare"):
-        median = statistics.median(times[name])
         result[name] = {
-            "step_times_s": [round(t, 4) for t in times[name]],
-            "median_step_s": round(median, 4),
-            "min_step_s": round(min(times[name]), 4),
-            "steps_per_s": round(1 / median, 4),
-            "images_per_s": round(images / median, 2),
+            **step_time_summary(times[name], images),
             "peak_rss_mb": round(peaks[name] / MB, 1),
             "peak_rss_above_start_mb": round((peaks[name] - rss_before) / MB, 1),
         }
@@ -228,30 +179,21 @@ def main():
     parser.add_argument("--mu", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-channels-last", action="store_true", help="skip the optional channels_last measurements")
-    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: batch:warmup:timed:channels_last:result_file
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: batch:warmup:timed:channels_last
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)  # internal: where the child writes its result
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     if args.child:
-        batch_size, warmup, timed, channels_last, result_file = args.child.split(":", 4)
+        batch_size, warmup, timed, channels_last = args.child.split(":", 3)
         result = measure(int(batch_size), args.mu, int(warmup), int(timed), channels_last == "1")
         result["child_ru_maxrss_mb"] = result.pop("ru_maxrss_mb_after")
-        Path(result_file).write_text(json.dumps(result))
+        Path(args.result_file).write_text(json.dumps(result))
         return
     report = {
         "benchmark": "FixMatch training step vs bare forward+backward+SGD step, WRN-28-2, 3x32x32 random normal input",
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "usable_cpus": len(os.sched_getaffinity(0)),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available(),
-            "mkldnn": torch.backends.mkldnn.is_available(),
-            "load_average_at_start": os.getloadavg(),
-        },
+        "machine": machine_info(),
         "notes": [
             "(a) fixmatch = method.training_step(batch, 0) + loss.backward() + SGD step (Nesterov, the method's "
             "param_groups: no weight decay on BN/bias; fixmatch_cosine LambdaLR stepped) + zero_grad(set_to_none) "
@@ -273,12 +215,8 @@ def main():
         batch_size, warmup, timed = (int(v) for v in spec.split(":"))
         for channels_last in variants:
             print(f"batch {batch_size} mu {args.mu} channels_last={channels_last}: {warmup} warm-up + {timed} timed steps ...", flush=True)
-            with tempfile.TemporaryDirectory() as tmp:
-                result_file = Path(tmp) / "result.json"
-                child = [sys.executable, __file__, "--mu", str(args.mu), "--threads", str(args.threads),
-                         "--child", f"{batch_size}:{warmup}:{timed}:{int(channels_last)}:{result_file}"]
-                subprocess.run(child, check=True)
-                result = json.loads(result_file.read_text())
+            result = run_child(__file__, ["--mu", str(args.mu), "--threads", str(args.threads),
+                                          "--child", f"{batch_size}:{warmup}:{timed}:{int(channels_last)}"])
             fm, bare = result["fixmatch"], result["bare"]
             print(
                 f"  fixmatch {fm['median_step_s']:.3f} s/step ({fm['images_per_s']:.1f} img/s), "

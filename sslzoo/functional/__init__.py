@@ -21,16 +21,17 @@ from .local_clustering import (
     pair_clustering_loss,
     pair_distances,
 )
-from .losses import cross_view_cross_entropy, masked_cross_entropy, share_weights, soft_cross_entropy, softmax_kl, softmax_mse
+from .losses import cross_entropy, cross_view_cross_entropy, masked_cross_entropy, share_weights, soft_cross_entropy, softmax_kl, softmax_mse
 from .mixing import cutmix_box, extend_with_mix, mix_pair
 from .neighbours import mine_neighbours, neighbour_purity
 from .permutations import class_output_costs, nearby_permutations, oracle_accuracy_curve
 from .phases import boosted_phase, boosted_total_epochs
-from .pseudo_labels import confident_labels, confident_pseudo_labels
+from .precision import float32, upcast
+from .pseudo_labels import confident_labels, confident_pseudo_labels, sharpened_targets, softmax_probs
 from .ramps import linear_rampup, sigmoid_rampup
 from .scan import confidence_based_cross_entropy, entropy, scan_loss
-from .sinkhorn import sinkhorn
-from .simmatch import aggregate, align_distribution, propagate_labels, unfold
+from .sinkhorn import queue_extended_codes, sinkhorn
+from .simmatch import aggregate, align_distribution, instance_logits, propagate_labels, unfold
 from .schedules import SCHEDULES, constant, cosine_between, fixmatch_cosine, linear_decay, warmup_cosine
 
 __all__ = [
@@ -73,7 +74,14 @@ __all__ = [
     "softmax_mse",
     "warmup_cosine",
     "cosine_between",
+    "cross_entropy",
     "cross_view_cross_entropy",
+    "float32",
+    "instance_logits",
+    "queue_extended_codes",
+    "sharpened_targets",
+    "softmax_probs",
+    "upcast",
     "cutmix_box",
     "extend_with_mix",
     "mix_pair",

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from .precision import float32
+
 NO_TARGET = -1
 
 
@@ -51,6 +53,7 @@ def initial_targets(num_items: int, num_clusters: int, alpha: float, seed: int) 
     return ordered[order]
 
 
+@float32
 def target_distances(outputs: torch.Tensor, clusters: torch.Tensor, squared: bool = False) -> torch.Tensor:
     """The unsquared L2 distance ||normalize(outputs[i]) - e_{clusters[j]}||_2, shape [B, len(clusters)],
     in float64 (the code's `sklearn.metrics.euclidean_distances` on L2-normalised logits);
@@ -70,6 +73,7 @@ class ClusteringStep(NamedTuple):
     targets: torch.Tensor  # LongTensor[B]: this step's loss target (stored or pseudo), -1 where not kept
 
 
+@float32
 def assign_batch_targets(outputs: torch.Tensor, targets: torch.Tensor, rho: float = 0.2, squared: bool = False) -> ClusteringStep:
     """One assignment step of the clustering phase (paper Eq. 4 and the confidence rule;
     `DeepClustering.clustering_batch`).
@@ -123,6 +127,7 @@ def assign_batch_targets(outputs: torch.Tensor, targets: torch.Tensor, rho: floa
     return ClusteringStep(stored=stored, kept=step >= 0, targets=step)
 
 
+@float32
 def clustering_loss(outputs_aug: torch.Tensor, targets: torch.Tensor, kept: torch.Tensor | None = None) -> torch.Tensor:
     """The clustering loss (paper Eq. 5 as the code computes it): `nn.MSELoss()` between the
     L2-normalised logits of the r augmentations of every kept image and its one-hot target.

@@ -5,6 +5,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .precision import float32
+
 ANCHORS = ("both", "first")
 
 
@@ -49,6 +51,7 @@ def _check(z0: torch.Tensor, z1: torch.Tensor, temperature: float, anchors: str)
         raise ValueError(f"nt_xent anchors must be one of {ANCHORS}, got {anchors!r}")
 
 
+@float32
 def nt_xent(
     z0: torch.Tensor, z1: torch.Tensor, temperature: float = 0.1, anchors: str = "both", gather: bool = True
 ) -> torch.Tensor:

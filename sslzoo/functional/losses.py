@@ -4,13 +4,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .precision import float32
 
+
+@float32
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, **options) -> torch.Tensor:
+    """F.cross_entropy computed in float32 (supervised, RotNet and probe losses under mixed precision)."""
+    return F.cross_entropy(logits, targets, **options)
+
+
+@float32
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """H(p, softmax(logits)) = -sum_c p_c log softmax(logits)_c, per sample then reduced."""
     loss = -(target_probs * F.log_softmax(logits, dim=-1)).sum(dim=-1)
     return _reduce(loss, reduction)
 
 
+@float32
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """mean_i[ mask_i * CE(logits_i, targets_i) ] over ALL samples.
 
@@ -24,6 +34,7 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torc
     return (per_sample * mask.to(per_sample.dtype)).mean()
 
 
+@float32
 def softmax_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Mean Teacher's consistency: mean over batch x classes of (softmax s - softmax t)^2.
 
@@ -32,6 +43,7 @@ def softmax_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> t
     return F.mse_loss(student_logits.softmax(-1), teacher_logits.detach().softmax(-1))
 
 
+@float32
 def softmax_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """KL(softmax t || softmax s), summed over classes and averaged over the batch."""
     return F.kl_div(F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits.detach(), -1), reduction="batchmean", log_target=True)
@@ -47,6 +59,7 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"unknown reduction {reduction!r}")
 
 
+@float32
 def cross_view_cross_entropy(logits: list[torch.Tensor], targets: list[torch.Tensor], target_views: list[int]) -> torch.Tensor:
     """SwAV's swapped prediction and DINO's multi-crop loss: the mean, over every pair of a
     target view t and a predicting view v != t, of mean_b H(targets[t], softmax(logits[v])).

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .precision import float32
+
 BACKENDS = ("auto", "faiss", "torch")
 _CHUNK_FLOATS = 64 * 2**20  # 256 MiB of float32 similarities per chunk
 
@@ -29,6 +31,7 @@ def _faiss_topk(faiss, unit: torch.Tensor, count: int) -> torch.Tensor:
     return torch.from_numpy(ids).long().to(unit.device)
 
 
+@float32
 @torch.no_grad()
 def mine_neighbours(features: torch.Tensor, k: int, chunk_size: int | None = None, backend: str = "auto") -> torch.Tensor:
     """The k + 1 rows most cosine-similar to each row of `features` (N, D), among all N rows,

@@ -5,14 +5,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .precision import float32
+
 LOG_FLOOR = -100.0  # nn.BCELoss clamps its log at -100; the official consistency term is BCE(<p, q>, 1)
 
 
+@float32
 def entropy(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """H(p) = -sum_c p_c log max(p_c, eps) of a distribution over the last dimension."""
     return -(probs * probs.clamp_min(eps).log()).sum(dim=-1)
 
 
+@float32
 def scan_loss(
     anchor_logits: torch.Tensor, neighbour_logits: torch.Tensor, entropy_weight: float, mean_probs: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -33,6 +37,7 @@ def scan_loss(
     return consistency - entropy_weight * spread, consistency, spread
 
 
+@float32
 def confidence_based_cross_entropy(
     weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float = 0.99, balance_classes: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -6,6 +6,8 @@ import math
 import torch
 import torch.distributed as dist
 
+from .precision import float32
+
 
 def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -22,23 +24,33 @@ def _batch_logsumexp(log_q: torch.Tensor, distributed: bool) -> torch.Tensor:
     return peak + total.log()
 
 
-@torch.no_grad()
-def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3, distributed: bool = True) -> torch.Tensor:
-    """Soft codes Q (B, K) for prototype scores (B, K): each row sums to 1 and, as the
-    iterations converge, each prototype receives an equal share of the whole batch
-    (SwAV Eq. 3: max_Q Tr(Q^T C Z) + eps H(Q)).
+# exp(-EXP_SPAN) stays a normal float32 (> 1e-38): below this span of scores / eps the plain
+# exponential form cannot underflow a prototype's column to zero.
+EXP_SPAN = 60.0
 
-    The same iterations as SwAV's `distributed_sinkhorn` (Q = exp(scores / eps); per
-    iteration, prototype sums -> 1/K, sample sums -> 1/B; return B Q) are run in log space,
-    so no entry overflows or underflows to an all-zero row at small eps. Under DDP the
-    prototype sums are all-reduced and B counts every process's rows, so N processes give
-    the codes one process computes for the concatenated batch (equal batch sizes per process).
-    Computed in float32 whatever the input dtype.
-    """
-    if epsilon <= 0:
-        raise ValueError(f"sinkhorn epsilon must be positive, got {epsilon}")
-    distributed = distributed and _world_size() > 1
-    log_q = scores.detach().float() / epsilon
+
+def _global_extreme(values: torch.Tensor, op, distributed: bool) -> torch.Tensor:
+    values = values.clone()
+    if distributed:
+        dist.all_reduce(values, op=op)
+    return values
+
+
+def _sinkhorn_exp(log_q: torch.Tensor, iterations: int, distributed: bool, peak: torch.Tensor) -> torch.Tensor:
+    """SwAV's own iterations on Q = exp(scores / eps - max): two sums per iteration, no logs."""
+    q = (log_q - peak).exp()
+    num_prototypes = q.shape[1]
+    for _ in range(iterations):
+        column_sums = q.sum(dim=0)
+        if distributed:
+            dist.all_reduce(column_sums)
+        q = q / (column_sums * num_prototypes)
+        q = q / q.sum(dim=1, keepdim=True)
+    return q / q.sum(dim=1, keepdim=True) if iterations == 0 else q
+
+
+def _sinkhorn_log(log_q: torch.Tensor, iterations: int, distributed: bool) -> torch.Tensor:
+    """The same iterations in log space, for spans of scores / eps where exp underflows."""
     num_prototypes = log_q.shape[1]
     for _ in range(iterations):
         log_q = log_q - _batch_logsumexp(log_q, distributed) - math.log(num_prototypes)
@@ -46,3 +58,42 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3, d
     if iterations == 0:
         log_q = log_q - log_q.logsumexp(dim=1, keepdim=True)
     return log_q.exp()
+
+
+@float32
+@torch.no_grad()
+def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3, distributed: bool = True) -> torch.Tensor:
+    """Soft codes Q (B, K) for prototype scores (B, K): each row sums to 1 and, as the
+    iterations converge, each prototype receives an equal share of the whole batch
+    (SwAV Eq. 3: max_Q Tr(Q^T C Z) + eps H(Q)).
+
+    The iterations of SwAV's `distributed_sinkhorn` (Q = exp(scores / eps); per iteration,
+    prototype sums -> 1/K, sample sums -> 1/B; return B Q). They run on exp(scores / eps - max)
+    as SwAV does when the scores' span over eps is small enough that no entry underflows
+    (cosine scores at eps 0.05: span 40), and in log space otherwise, so no row or column
+    becomes all zeros at small eps. Under DDP the prototype sums are all-reduced and B counts
+    every process's rows, so N processes give the codes one process computes for the
+    concatenated batch (equal batch sizes per process). Computed in float32 whatever the input dtype.
+    """
+    if epsilon <= 0:
+        raise ValueError(f"sinkhorn epsilon must be positive, got {epsilon}")
+    distributed = distributed and _world_size() > 1
+    log_q = scores.detach().float() / epsilon
+    peak = _global_extreme(log_q.max(), dist.ReduceOp.MAX, distributed)
+    floor = _global_extreme(log_q.min(), dist.ReduceOp.MIN, distributed)
+    if peak - floor < EXP_SPAN:
+        return _sinkhorn_exp(log_q, iterations, distributed, peak)
+    return _sinkhorn_log(log_q, iterations, distributed)
+
+
+@float32
+@torch.no_grad()
+def queue_extended_codes(
+    scores: torch.Tensor, prototypes: torch.Tensor, queued: torch.Tensor | None, epsilon: float = 0.05, iterations: int = 3
+) -> torch.Tensor:
+    """SwAV's codes of a batch's prototype scores (B, K) with a feature queue: Sinkhorn over
+    [queued . prototypes^T ; scores], of which the last B rows are returned."""
+    batch = len(scores)
+    if queued is not None:
+        scores = torch.cat([queued.to(prototypes.dtype) @ prototypes.T, scores])
+    return sinkhorn(scores, epsilon, iterations)[-batch:]

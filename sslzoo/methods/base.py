@@ -6,14 +6,14 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torchmetrics import MeanMetric
 
-from ..functional import cosine_between
+from ..functional import cosine_between, cross_entropy
 from ..modules import EMA, Classifier, classification_metrics, update_classification_metrics
 from ..nets import build_backbone
 from .init_from import init_from_checkpoint
-from .optim import build_optimizer, build_scheduler, param_groups
+from .optim import build_optimizer, build_scheduler, check_lr_scaling, global_batch_size, param_groups, scaled_lr
 
 EMA_SCHEDULES = ("constant", "cosine")
 
@@ -50,6 +50,15 @@ class SSLMethod(L.LightningModule):
             state-dict file before training (e.g. a SwAV pretraining run).
         init_parts: sub-modules to initialise ("backbone"; add "head.hidden" and
             "head.projection" to also take a SwAV projector).
+        lr_scaling: "none" (lr as given), "linear" or "sqrt": every lr is multiplied by
+            (global batch / lr_reference_batch) or its square root, where the global batch is
+            the datamodule's per-process batch x processes x accumulate_grad_batches. The base
+            lr, global batch, rule and effective lr are logged as hyper-parameters either way.
+        lr_reference_batch: the global batch the given lr was tuned for (needed to scale).
+        compile: compile the backbone (and its EMA copy) in place with `nn.Module.compile`;
+            parameter names do not change, so checkpoints load with or without it.
+        compile_options: keyword arguments of `torch.compile` when `compile` is on, e.g.
+            {"mode": "max-autotune"} or {"backend": "eager"}.
     """
 
     views: dict[str, list] = {"labeled": ["weak"], "unlabeled": []}
@@ -76,21 +85,41 @@ class SSLMethod(L.LightningModule):
         ema_schedule: str = "constant",
         init_from: str | None = None,
         init_parts: list[str] | None = None,
+        lr_scaling: str = "none",
+        lr_reference_batch: int | None = None,
+        compile: bool = False,
+        compile_options: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.network = self.build_network(build_backbone(backbone, **(backbone_options or {})), num_classes)
         self.ema = EMA(self.network, ema_decay, ema_buffers) if ema_decay is not None else None
+        if compile_options and not compile:
+            rank_zero_warn("compile_options are ignored because compile is off; set compile: true to use them")
+        if compile:
+            self.compile_backbones(compile_options or {})
         if ema_schedule not in EMA_SCHEDULES:
             raise ValueError(f"ema_schedule must be one of {EMA_SCHEDULES}, got {ema_schedule!r}")
+        check_lr_scaling(lr_scaling, lr_reference_batch)
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
+        # Sample-weighted means synced by their sums: with unequal eval shards, a mean of
+        # per-process means would weigh the samples of the smaller shard more.
+        self.eval_losses = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
 
     # ---- networks ----------------------------------------------------------
     def build_network(self, backbone: torch.nn.Module, num_classes: int) -> torch.nn.Module:
         """The trained network (its EMA is built from it); methods with extra heads override."""
         return Classifier(backbone, num_classes, head=self.hparams.head)
+
+    def compile_backbones(self, options: dict) -> None:
+        """Compile the network's backbone, and the EMA copy's (a teacher runs it every step),
+        in place: the wrapped forward is compiled, the module and its state-dict keys stay."""
+        for network in [self.network] + ([self.ema.module] if self.ema is not None else []):
+            if not isinstance(getattr(network, "backbone", None), torch.nn.Module):
+                raise ValueError(f"compile needs a network with a `backbone`; {type(network).__name__} has none")
+            network.backbone.compile(**options)
 
     @property
     def eval_network(self) -> torch.nn.Module:
@@ -99,6 +128,14 @@ class SSLMethod(L.LightningModule):
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits used by validation, test and prediction."""
         return self.eval_network(x)
+
+    def eval_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features of the evaluated network (the validation pictures' embedding).
+        Methods whose evaluated network has no `.backbone` override this."""
+        backbone = getattr(self.eval_network, "backbone", None)
+        if backbone is None:
+            raise NotImplementedError(f"{type(self).__name__}'s evaluated network has no .backbone; override eval_features(x)")
+        return backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.eval_logits(x)
@@ -150,10 +187,24 @@ class SSLMethod(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         groups = param_groups(self.trainable_modules(), hp.weight_decay, hp.decay_norm_and_bias)
-        optimizer = build_optimizer(groups, hp.optimizer, hp.lr, hp.momentum, hp.nesterov)
+        optimizer = build_optimizer(groups, hp.optimizer, self.scaled_learning_rates(lr=hp.lr)["lr"], hp.momentum, hp.nesterov)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = build_scheduler(optimizer, hp.scheduler, total, hp.warmup_steps, hp.final_lr_fraction, hp.decay_start)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def scaled_learning_rates(self, **base_lrs: float) -> dict[str, float]:
+        """`base_lrs` scaled by `lr_scaling` for this run's global batch; the choice, the batch and
+        every base and effective lr go to every logger as hyper-parameters and are printed once."""
+        rule, reference = self.hparams.lr_scaling, self.hparams.lr_reference_batch
+        batch = global_batch_size(self.trainer)
+        effective = {name: scaled_lr(lr, rule, batch, reference) for name, lr in base_lrs.items()}
+        report = {"lr_scaling": rule, "lr_reference_batch": reference, "global_batch": batch}
+        for name in base_lrs:
+            report.update({f"base_{name}": base_lrs[name], f"effective_{name}": effective[name]})
+        for logger in self.loggers:
+            logger.log_hyperparams(report)
+        rank_zero_info("learning rate: " + ", ".join(f"{key}={value}" for key, value in report.items()))
+        return effective
 
     def on_before_optimizer_step(self, optimizer) -> None:
         self.log("train/lr", optimizer.param_groups[0]["lr"])
@@ -205,13 +256,28 @@ class SSLMethod(L.LightningModule):
     # ---- evaluation --------------------------------------------------------
     def _evaluate(self, batch: dict, metrics, prefix: str) -> torch.Tensor:
         logits = self.eval_logits(batch["x"])
-        loss = F.cross_entropy(logits, batch["y"])
+        loss = cross_entropy(logits, batch["y"])
         update_classification_metrics(metrics, logits, batch["y"])
-        self.log(f"{prefix}loss", loss, batch_size=len(batch["y"]), sync_dist=True)
+        mean_loss = self.eval_losses[prefix.strip("/")]
+        mean_loss.update(loss.detach(), weight=len(batch["y"]))
+        self.log(f"{prefix}loss", mean_loss, on_step=False, on_epoch=True)
         return logits
 
+    def _reset_eval_state(self, stage: str) -> None:
+        # Fresh state tensors each evaluation: under ddp_spawn on CPU the pickled module's tensors
+        # are shared memory between the processes, so in-place metric updates would add up across ranks.
+        getattr(self, f"{stage}_metrics").reset()
+        self.eval_losses[stage].reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_eval_state("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_eval_state("test")
+
     def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, self.val_metrics, "val/")
+        # The logits reach callbacks' on_validation_batch_end (the confusion picture).
+        return self._evaluate(batch, self.val_metrics, "val/")
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()

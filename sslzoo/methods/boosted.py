@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..functional import assign_batch_targets, boosted_phase, class_output_costs, clustering_loss, nearby_permutations, oracle_accuracy_curve
+from ..functional import assign_batch_targets, boosted_phase, class_output_costs, clustering_loss, cross_entropy, nearby_permutations, oracle_accuracy_curve
 from ..functional.phases import PHASES
 from ..modules import ClusterTargetTable
 from ..modules.distributed import all_gather_uneven
@@ -112,8 +111,9 @@ class BoostedSSL:
 
     def configure_optimizers(self):
         hp = self.hparams
-        ssl = build_optimizer(param_groups(self.trainable_modules(), hp.weight_decay, hp.decay_norm_and_bias), hp.optimizer, hp.lr, hp.momentum, hp.nesterov)
-        clustering = torch.optim.SGD(param_groups([self.network, self.rotation_head], hp.clustering_weight_decay), lr=hp.clustering_lr,
+        lrs = self.scaled_learning_rates(lr=hp.lr, clustering_lr=hp.clustering_lr)
+        ssl = build_optimizer(param_groups(self.trainable_modules(), hp.weight_decay, hp.decay_norm_and_bias), hp.optimizer, lrs["lr"], hp.momentum, hp.nesterov)
+        clustering = torch.optim.SGD(param_groups([self.network, self.rotation_head], hp.clustering_weight_decay), lr=lrs["clustering_lr"],
                                      momentum=hp.clustering_momentum)
         ssl_schedule = build_scheduler(ssl, hp.scheduler, max(1, self.ssl_epochs_in_run()), hp.warmup_steps, hp.final_lr_fraction, hp.decay_start)
         clustering_schedule = torch.optim.lr_scheduler.MultiStepLR(clustering, list(hp.clustering_milestones or [100]), hp.clustering_gamma)
@@ -159,7 +159,7 @@ class BoostedSSL:
     def rotation_loss(self, rotated: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the rotation head; `rotated` is [B, 4, C, H, W] (k x 90 degrees at k)."""
         labels = torch.arange(4, device=rotated.device).repeat(len(rotated))
-        return F.cross_entropy(self.rotation_head(self.network.backbone(rotated.flatten(0, 1))), labels)
+        return cross_entropy(self.rotation_head(self.network.backbone(rotated.flatten(0, 1))), labels)
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()

@@ -46,8 +46,10 @@ class ClusterMethod(SSLMethod):
     def _identity(self) -> dict:
         return {**super()._identity(), "num_clusters": self.num_clusters}
 
-    def _evaluate(self, batch: dict, metrics, prefix: str) -> None:
-        metrics.update(self.eval_logits(batch["x"]).float().softmax(dim=1), batch["y"])
+    def _evaluate(self, batch: dict, metrics, prefix: str) -> torch.Tensor:
+        logits = self.eval_logits(batch["x"])
+        metrics.update(logits.float().softmax(dim=1), batch["y"])
+        return logits
 
     def _log_clustering(self, metrics: ClusteringMetrics, prefix: str) -> dict:
         metrics.cluster_to_class = self.labeled_cluster_map() if self.hparams.name_clusters_with_labels else None

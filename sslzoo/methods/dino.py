@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from ..functional import cross_view_cross_entropy
+from ..functional import cross_view_cross_entropy, sharpened_targets
 from ..modules import Center, DINOHead
 from .multicrop import GLOBAL_CROPS, MultiCropMethod, PretextMixin, crops_of
 
@@ -62,7 +62,7 @@ class DINOTargets(MultiCropMethod):
         temperature = self.teacher_temperature_at(self.current_epoch)
         self.log("train/teacher_temperature", temperature, batch_size=len(globals_[0]))
         self._pending_center.append(scores)
-        return list((self.center(scores) / temperature).softmax(dim=-1).split(len(globals_[0])))
+        return list(sharpened_targets(scores, self.center.value, temperature).split(len(globals_[0])))
 
     def distillation_loss(self, crop_scores: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
         return cross_view_cross_entropy([s.float() / self.temperature for s in crop_scores], targets, list(range(GLOBAL_CROPS)))

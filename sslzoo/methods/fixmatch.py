@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..functional import confident_pseudo_labels, masked_cross_entropy
+from ..functional import confident_pseudo_labels, cross_entropy, masked_cross_entropy
 from .base import SSLMethod
 
 
@@ -35,7 +34,7 @@ class FixMatch(SSLMethod):
         self.log_pseudo_labels(pseudo_labels, mask, unlabeled["y_hidden"])
         return self.total_loss(
             {
-                "sup": F.cross_entropy(logits_labeled, labeled["y"]),
+                "sup": cross_entropy(logits_labeled, labeled["y"]),
                 "unsup": self.lambda_u * masked_cross_entropy(logits_strong, pseudo_labels, mask),
             },
             num_labeled,

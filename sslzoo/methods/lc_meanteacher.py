@@ -63,7 +63,7 @@ class LCMeanTeacher(MeanTeacher):
         terms = super().loss_terms(student_features, student_logits, teacher_logits, labels)
         weight = self.lc_weight_now()
         self.log("train/lc_weight", weight, batch_size=len(labels))
-        feature_var = student_features.detach().var(dim=0).mean()
+        feature_var = student_features.detach().float().var(dim=0).mean()
         self.log("train/feature_var", feature_var, batch_size=len(labels))
         labeled, unlabeled = student_features[: len(labels)], student_features[len(labels) :]
         # One pair of distance matrices serves the loss (with gradient, once LC is on) and the monitoring.

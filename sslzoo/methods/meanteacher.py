@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..functional import sigmoid_rampup, softmax_mse
+from ..functional import cross_entropy, sigmoid_rampup, softmax_mse
 from .base import SSLMethod
 
 
@@ -60,6 +59,6 @@ class MeanTeacher(SSLMethod):
         weight = self.consistency_weight_now()
         self.log("train/consistency_weight", weight, batch_size=len(labels))
         return {
-            "sup": F.cross_entropy(student_logits[: len(labels)], labels),
+            "sup": cross_entropy(student_logits[: len(labels)], labels),
             "consistency": weight * softmax_mse(student_logits, teacher_logits),
         }

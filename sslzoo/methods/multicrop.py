@@ -112,5 +112,8 @@ class PretextMixin:
     """For self-supervised pretexts (SwAV, DINO): their scores are not classes, so
     evaluation reads the online linear probe on the backbone of the trained network."""
 
+    def eval_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network.backbone(x)
+
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.probes.heads["backbone"](self.network.backbone(x))
+        return self.probes.heads["backbone"](self.eval_features(x))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 from torch import nn
@@ -9,6 +10,40 @@ from torch import nn
 from ..functional.schedules import SCHEDULES
 
 OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
+LR_SCALINGS = ("none", "linear", "sqrt")
+
+
+def check_lr_scaling(rule: str, reference_batch: int | None) -> None:
+    """Refuse an unknown rule, or a scaling rule without the batch the given lr was tuned for."""
+    if rule not in LR_SCALINGS:
+        raise ValueError(f"lr_scaling must be one of {LR_SCALINGS}, got {rule!r}")
+    if rule != "none" and (reference_batch is None or reference_batch <= 0):
+        raise ValueError(
+            f"lr_scaling={rule!r} needs lr_reference_batch, the global batch the given lr was tuned for "
+            f"(e.g. 64 for FixMatch's one GPU x 64 labeled images), got {reference_batch!r}; "
+            "set --model.init_args.lr_reference_batch, or use lr_scaling: none"
+        )
+
+
+def scaled_lr(lr: float, rule: str, global_batch: int | None, reference_batch: int | None) -> float:
+    """The learning rate for `global_batch`: lr x (global / reference) ("linear", Goyal et al. 2017),
+    lr x sqrt(global / reference) ("sqrt"), or lr unchanged ("none")."""
+    check_lr_scaling(rule, reference_batch)
+    if rule == "none":
+        return lr
+    if global_batch is None or global_batch <= 0:
+        raise ValueError(f"lr_scaling={rule!r} needs the global batch, but it is unknown ({global_batch!r}); train with an sslzoo datamodule")
+    ratio = global_batch / reference_batch
+    return lr * (ratio if rule == "linear" else math.sqrt(ratio))
+
+
+def global_batch_size(trainer) -> int | None:
+    """Labeled images per optimizer step over all processes: the datamodule's per-process
+    batch x world size x accumulated batches (None without a datamodule that has a batch_size)."""
+    per_process = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+    if per_process is None:
+        return None
+    return int(per_process) * trainer.world_size * trainer.accumulate_grad_batches
 
 
 def param_groups(modules: list[nn.Module], weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from ..functional import scan_loss
+from ..functional import scan_loss, softmax_probs
 from ..modules import ClusterNetwork, NeighbourTable
 from ..modules.distributed import all_reduce_mean, differentiable_mean
 from .clustering_eval import ClusterMethod
@@ -111,7 +111,7 @@ class SCAN(ClusterMethod):
         anchor_logits, neighbour_logits = self.network(pairs["x"]), self.network(pairs["neighbour_x"])
         totals, consistencies, entropies = [], [], []
         for anchor, neighbour in zip(anchor_logits, neighbour_logits):
-            mean_probs = differentiable_mean(anchor.float().softmax(dim=1).mean(dim=0))
+            mean_probs = differentiable_mean(softmax_probs(anchor).mean(dim=0))
             total, consistency, spread = scan_loss(anchor, neighbour, self.entropy_weight, mean_probs)
             totals.append(total)
             consistencies.append(consistency.detach())

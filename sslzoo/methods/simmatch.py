@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..functional import confident_labels, masked_cross_entropy, propagate_labels, soft_cross_entropy
+from ..functional import (
+    confident_labels, cross_entropy, instance_logits, masked_cross_entropy, propagate_labels, soft_cross_entropy, softmax_probs,
+)
 from ..modules import Classifier, DistributionAlignment, LabeledMemoryBank
 from .base import SSLMethod
 
@@ -20,7 +21,7 @@ class SimMatch(SSLMethod):
       4. L_u  = mean_muB[ 1(max p_hat >= tau) H(p_hat, softmax(logits^s)) ];
          L_in = mean_muB[ H(q_hat, softmax(z^s . bank / t)) ];
       5. L = L_s + lambda_u L_u + lambda_in L_in; then write the labeled z into the bank.
-    For the first `warmup_epochs` the bank is still random: p_hat = p^w and L_in = 0.
+    For the first `bank_warmup_epochs` the bank is still random: p_hat = p^w and L_in = 0.
 
     Two bank variants: `use_teacher=False` (CIFAR) takes the weak outputs from the
     online network and keeps a temporal ensemble of bank entries (bank_momentum 0.7);
@@ -41,7 +42,7 @@ class SimMatch(SSLMethod):
         bank_momentum: float = 0.7,
         use_teacher: bool = False,
         projection_dim: int = 128,
-        warmup_epochs: int = 1,
+        bank_warmup_epochs: int = 1,
         ema_decay: float = 0.999,
         **kwargs,
     ):
@@ -49,7 +50,7 @@ class SimMatch(SSLMethod):
         super().__init__(ema_decay=ema_decay, **kwargs)
         self.threshold, self.lambda_u, self.lambda_in = threshold, lambda_u, lambda_in
         self.temperature, self.alpha = temperature, alpha
-        self.use_teacher, self.warmup_epochs = use_teacher, warmup_epochs
+        self.use_teacher, self.bank_warmup_epochs = use_teacher, bank_warmup_epochs
         self.distribution_alignment = DistributionAlignment(self.num_classes, da_length)
         self.bank = LabeledMemoryBank(projection_dim, bank_momentum)
         self._pending_bank_writes: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -88,22 +89,22 @@ class SimMatch(SSLMethod):
         pseudo_labels, mask = confident_labels(p_hat, self.threshold)
         self.log_pseudo_labels(pseudo_labels, mask, unlabeled["y_hidden"])
         terms = {
-            "sup": F.cross_entropy(logits_labeled, labeled["y"]),
+            "sup": cross_entropy(logits_labeled, labeled["y"]),
             "unsup": self.lambda_u * masked_cross_entropy(logits_strong, p_hat, mask),
         }
         if q_hat is not None:
-            instance_logits = z_strong @ self.bank.embeddings.T / self.temperature
-            terms["instance"] = self.lambda_in * soft_cross_entropy(instance_logits, q_hat)
+            strong_instance_logits = instance_logits(z_strong, self.bank.embeddings, self.temperature)
+            terms["instance"] = self.lambda_in * soft_cross_entropy(strong_instance_logits, q_hat)
         self._pending_bank_writes.append((labeled["idx"], z_labeled.detach()))
         return self.total_loss(terms, num_labeled)
 
     @torch.no_grad()
     def pseudo_labels(self, logits_weak: torch.Tensor, z_weak: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(p_hat, q_hat); q_hat is None while the bank warms up."""
-        probs = self.distribution_alignment(logits_weak.softmax(dim=-1))
-        if self.current_epoch < self.warmup_epochs:
+        probs = self.distribution_alignment(softmax_probs(logits_weak))
+        if self.current_epoch < self.bank_warmup_epochs:
             return probs, None
-        similarities = (z_weak @ self.bank.embeddings.T / self.temperature).softmax(dim=-1)
+        similarities = softmax_probs(instance_logits(z_weak, self.bank.embeddings, self.temperature))
         return propagate_labels(probs, similarities, self.bank.labels, self.alpha)
 
     def after_optimizer_step(self) -> None:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-import torch.nn.functional as F
-
+from ..functional import cross_entropy
 from .base import SSLMethod
 
 
@@ -13,4 +12,4 @@ class Supervised(SSLMethod):
     def training_step(self, batch, batch_idx):
         labeled = batch["labeled"]
         logits = self.network(labeled["x"])
-        return self.total_loss({"sup": F.cross_entropy(logits, labeled["y"])}, len(labeled["y"]))
+        return self.total_loss({"sup": cross_entropy(logits, labeled["y"])}, len(labeled["y"]))

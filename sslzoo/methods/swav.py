@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from ..functional import cross_view_cross_entropy, sinkhorn
+from ..functional import cross_view_cross_entropy, queue_extended_codes
 from ..modules import FeatureQueue, SwAVHead
 from .multicrop import GLOBAL_CROPS, MultiCropMethod, PretextMixin, crops_of
 
@@ -68,10 +68,8 @@ class SwAVCodes(MultiCropMethod):
             self.log("train/queue_fill", self.queue.fill, batch_size=len(global_z[0]))
         codes = []
         for i, scores in enumerate(global_scores):
-            if use_queue:
-                queued = self.queue.shard(self.global_rank, self.trainer.world_size)[:, i]
-                scores = torch.cat([queued.to(prototypes.dtype) @ prototypes.T, scores])
-            codes.append(sinkhorn(scores, self.epsilon, self.sinkhorn_iterations)[-len(global_z[i]) :])
+            queued = self.queue.shard(self.global_rank, self.trainer.world_size)[:, i] if use_queue else None
+            codes.append(queue_extended_codes(scores, prototypes, queued, self.epsilon, self.sinkhorn_iterations))
         if self.queue is not None and self.current_epoch >= self.queue_start_epoch:
             self._pending_queue.append(torch.stack(global_z, dim=1).detach())
         return codes

@@ -31,4 +31,4 @@ class DistributionAlignment(nn.Module):
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         """Push this step's mean, then align."""
         self.push(probs)
-        return align_distribution(probs, self.queue.mean(dim=0).to(probs.dtype))
+        return align_distribution(probs, self.queue.mean(dim=0))

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ..functional.losses import cross_entropy
 
 
 class OnlineProbes(nn.Module):
@@ -20,6 +21,6 @@ class OnlineProbes(nn.Module):
     def loss(self, taps: dict[str, torch.Tensor], labels: torch.Tensor, label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean CE of the probes and each probe's accuracy on this batch."""
         logits = self(taps)
-        losses = [F.cross_entropy(l.float(), labels, label_smoothing=label_smoothing) for l in logits.values()]
+        losses = [cross_entropy(l, labels, label_smoothing=label_smoothing) for l in logits.values()]
         accuracy = {name: (l.argmax(dim=1) == labels).float().mean() for name, l in logits.items()}
         return torch.stack(losses).mean(), accuracy

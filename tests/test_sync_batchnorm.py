@@ -1,0 +1,25 @@
+"""The any-device synced BatchNorm in one process: a drop-in for BatchNorm (same keys, same math)."""
+import torch
+from torch import nn
+
+from sslzoo.modules.sync_batchnorm import ProcessGroupBatchNorm, SyncBatchNormAnyDevice
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 5), nn.BatchNorm1d(5, momentum=None))
+
+
+def test_the_plugin_converts_every_batchnorm_on_cpu_and_reverts_with_the_same_state():
+    plain, x = _net(), torch.randn(6, 3, 6, 6)
+    expected = plain(x)
+    converted = SyncBatchNormAnyDevice().apply(_net())
+    assert [type(m) for m in converted if isinstance(m, nn.modules.batchnorm._BatchNorm)] == [ProcessGroupBatchNorm] * 2
+    torch.testing.assert_close(converted(x), expected)  # one process: plain BatchNorm
+    assert converted.state_dict().keys() == plain.state_dict().keys()
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(converted.state_dict()[key], value)
+    reverted = SyncBatchNormAnyDevice().revert(converted)
+    assert not any(isinstance(m, ProcessGroupBatchNorm) for m in reverted.modules())
+    reverted.eval(), plain.eval()
+    torch.testing.assert_close(reverted(x), plain(x))

@@ -148,40 +148,29 @@ def test_every_config_parses_and_runs_two_steps(tmp_path, config, tiny_pretext):
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
 
 
-def _toy_args(tmp_path, *extra):
-    path = tiny.tiny_npz(tmp_path)
-    return [
-        "--model", "FixMatch", "--model.num_classes", "4", "--model.backbone", "tiny_mlp",
-        "--data", "ArrayDataModule", "--data.path", str(path), "--data.num_labels", "8",
-        "--data.batch_size", "4", "--data.unlabeled_ratio", "2", "--data.num_workers", "0", "--data.steps_per_epoch", "3",
-        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.default_root_dir", str(tmp_path / "run"), *extra,
-    ]
-
-
 def test_subclass_selection_and_cli_overrides_yaml(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("model:\n  class_path: sslzoo.methods.FixMatch\n  init_args:\n    threshold: 0.5\n    num_classes: 4\n")
-    cli = build_cli(["--config", str(config), *_toy_args(tmp_path)[2:], "--model.threshold", "0.8"], run=False)
+    cli = build_cli(["--config", str(config), *tiny.toy_cli_args(tmp_path)[2:], "--model.threshold", "0.8"], run=False)
     assert cli.model.threshold == 0.8 and cli.model.hparams.backbone == "tiny_mlp"
 
 
 def test_print_config(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        build_cli(["fit", *_toy_args(tmp_path), "--print_config"])
+        build_cli(["fit", *tiny.toy_cli_args(tmp_path), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"] == "sslzoo.methods.FixMatch"
     assert printed["checkpoint"]["monitor"] == "val/acc" and printed["checkpoint"]["save_last"] is True
-    cli = build_cli(_toy_args(tmp_path), run=False)
+    cli = build_cli(tiny.toy_cli_args(tmp_path), run=False)
     assert cli.trainer.checkpoint_callback.dirpath == str(tmp_path / "run" / "checkpoints")
 
 
 def test_fit_writes_checkpoints_and_resumes_from_last(tmp_path):
-    build_cli(["fit", *_toy_args(tmp_path, "--trainer.max_epochs", "1")])
+    build_cli(["fit", *tiny.toy_cli_args(tmp_path, "--trainer.max_epochs", "1")])
     checkpoints = tmp_path / "run" / "checkpoints"
     assert (checkpoints / "last.ckpt").is_file() and any(p.name.startswith("best-") for p in checkpoints.iterdir())
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 3
-    cli = build_cli(["fit", *_toy_args(tmp_path, "--trainer.max_epochs", "2"), "--ckpt_path", "last"])
+    cli = build_cli(["fit", *tiny.toy_cli_args(tmp_path, "--trainer.max_epochs", "2"), "--ckpt_path", "last"])
     assert cli.trainer.global_step == 6  # continued from step 3, not restarted
     config = yaml.safe_load((tmp_path / "run" / "lightning_logs" / "version_1" / "config.yaml").read_text())
     assert config["ckpt_path"] == "last"
@@ -191,7 +180,7 @@ def test_wandb_offline_logs_config_metrics_and_checkpoint_paths(tmp_path, monkey
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    cli = build_cli(["fit", *_toy_args(tmp_path, "--trainer.max_epochs", "1", "--trainer.logger", "WandbLogger", "--trainer.logger.offline", "true", "--trainer.logger.save_dir", str(tmp_path), "--trainer.log_every_n_steps", "1")])
+    cli = build_cli(["fit", *tiny.toy_cli_args(tmp_path, "--trainer.max_epochs", "1", "--trainer.logger", "WandbLogger", "--trainer.logger.offline", "true", "--trainer.logger.save_dir", str(tmp_path), "--trainer.log_every_n_steps", "1")])
     run = cli.trainer.logger.experiment
     assert run.config["model"]["class_path"] == "sslzoo.methods.FixMatch"
     assert run.summary["checkpoint/last"].endswith("last.ckpt")

@@ -7,11 +7,11 @@ import pytest
 import torch
 import yaml
 
+import tiny
 from sslzoo.cli import build_cli, main
 from sslzoo.report import SUMMARY_FILE, find_paper_result, load_paper_results, report
 from sslzoo.report.paper_results import DEFAULT_PAPER_RESULTS, PaperResult
 from sslzoo.report.run_summary import update_best_last
-from test_cli import _toy_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def test_summary_of_fit_resume_and_test_through_the_cli(tmp_path):
     config = tmp_path / "experiments" / "toy" / "fixmatch.yaml"
     config.parent.mkdir(parents=True)
     config.write_text("model:\n  class_path: sslzoo.methods.FixMatch\n  init_args:\n    num_classes: 4\n")
-    args = ["--config", str(config), *_toy_args(tmp_path)[2:], "--seed_everything", "0"]
+    args = ["--config", str(config), *tiny.toy_cli_args(tmp_path)[2:], "--seed_everything", "0"]
     run = tmp_path / "run"
 
     cli = build_cli(["fit", *args, "--trainer.max_epochs", "1"])

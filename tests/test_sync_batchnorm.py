@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+import tiny
 from sslzoo.modules.sync_batchnorm import ProcessGroupBatchNorm, SyncBatchNormAnyDevice
 
 
@@ -23,3 +24,13 @@ def test_the_plugin_converts_every_batchnorm_on_cpu_and_reverts_with_the_same_st
     assert not any(isinstance(m, ProcessGroupBatchNorm) for m in reverted.modules())
     reverted.eval(), plain.eval()
     torch.testing.assert_close(reverted(x), plain(x))
+
+
+def test_the_cli_flag_uses_the_any_device_plugin_only_when_asked(tmp_path):
+    
+    from sslzoo.cli import build_cli
+
+    synced = build_cli([*tiny.toy_cli_args(tmp_path, "--trainer.sync_batchnorm", "true")], run=False)
+    assert isinstance(synced.trainer._accelerator_connector._layer_sync, SyncBatchNormAnyDevice)
+    plain = build_cli(tiny.toy_cli_args(tmp_path), run=False)
+    assert plain.trainer._accelerator_connector._layer_sync is None

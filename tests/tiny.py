@@ -77,3 +77,15 @@ def tiny_trainer(tmp_path: Path, **overrides) -> L.Trainer:
 
 def weights(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def toy_cli_args(tmp_path, *extra) -> list[str]:
+    """CLI arguments for a tiny FixMatch fit on fake data (without the subcommand)."""
+    path = tiny_npz(tmp_path)
+    return [
+        "--model", "FixMatch", "--model.num_classes", "4", "--model.backbone", "tiny_mlp",
+        "--data", "ArrayDataModule", "--data.path", str(path), "--data.num_labels", "8",
+        "--data.batch_size", "4", "--data.unlabeled_ratio", "2", "--data.num_workers", "0", "--data.steps_per_epoch", "3",
+        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"), *extra,
+    ]

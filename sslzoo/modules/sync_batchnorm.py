@@ -62,14 +62,19 @@ class ProcessGroupBatchNorm(nn.modules.batchnorm._BatchNorm):
         """Replace every BatchNorm layer of `module` (in place where possible) by this class, keeping its state."""
         converted = module
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, (cls, nn.SyncBatchNorm)):
-            converted = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
-            converted.load_state_dict(module.state_dict())
-            converted.train(module.training)
-            if module.affine:
-                converted.weight, converted.bias = module.weight, module.bias
+            converted = _with_state_of(module, cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats))
         for name, child in module.named_children():
             converted.add_module(name, cls.convert(child))
         return converted
+
+
+def _with_state_of(old: nn.Module, new: nn.Module) -> nn.Module:
+    """`new` BatchNorm takes `old`'s statistics, mode and (shared) affine parameters."""
+    new.load_state_dict(old.state_dict())
+    new.train(old.training)
+    if old.affine:
+        new.weight, new.bias = old.weight, old.bias
+    return new
 
 
 class SyncBatchNormAnyDevice(TorchSyncBatchNorm):
@@ -86,11 +91,7 @@ class SyncBatchNormAnyDevice(TorchSyncBatchNorm):
 
     def revert(self, model: nn.Module) -> nn.Module:
         if isinstance(model, ProcessGroupBatchNorm):
-            plain = _BatchNormXd(model.num_features, model.eps, model.momentum, model.affine, model.track_running_stats)
-            plain.load_state_dict(model.state_dict())
-            plain.train(model.training)
-            if model.affine:
-                plain.weight, plain.bias = model.weight, model.bias
+            plain = _with_state_of(model, _BatchNormXd(model.num_features, model.eps, model.momentum, model.affine, model.track_running_stats))
             for name, child in model.named_children():
                 plain.add_module(name, self.revert(child))
             return plain

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm, _BatchNormXd
 from torch import nn
 
+from ..functional.precision import float32
 from .distributed import world_size
 
 
@@ -37,6 +38,11 @@ class ProcessGroupBatchNorm(nn.modules.batchnorm._BatchNorm):
         if not self.training or world_size() == 1:
             return super().forward(input)
         self._check_input_dim(input)
+        return self.global_batch_norm(input).to(input.dtype)
+
+    @float32  # statistics in float32 under bf16 autocast, as BatchNorm keeps them
+    def global_batch_norm(self, input: torch.Tensor) -> torch.Tensor:
+        """Training-mode BatchNorm over the rows of every process; updates the running statistics."""
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
         count = _all_reduce_sum(input.new_tensor(float(input.numel() // input.shape[1])))

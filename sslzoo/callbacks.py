@@ -5,12 +5,24 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 
 def checkpoint_dir(default_root_dir: str | None) -> str:
     """Checkpoints live in a fixed folder under the run directory, so `--ckpt_path last`
     finds the previous run's last.ckpt (logger versions would hide it)."""
     return str(Path(default_root_dir or ".") / "checkpoints")
+
+
+def run_directory(trainer: L.Trainer) -> Path:
+    """Where a run's own files go (run_summary.json, pictures/, test_confusion.json): trainer.log_dir
+    when it is a per-version folder (TensorBoard, CSV); otherwise the run folder (W&B's log_dir is
+    its save_dir, "." by default, shared by every run). Call on every rank: log_dir broadcasts."""
+    log_dir = trainer.log_dir
+    logger = trainer.loggers[0] if trainer.loggers else None
+    if logger is not None and not isinstance(logger, (TensorBoardLogger, CSVLogger)):
+        return Path(trainer.default_root_dir)
+    return Path(log_dir or trainer.default_root_dir)
 
 
 class LogCheckpointPaths(L.Callback):

@@ -193,3 +193,18 @@ def test_paper_matching_by_config_and_labels():
     assert find_paper_result([], "40", results) is None
     scan = find_paper_result(["experiments/scan/stl10_selflabel.yaml"], "none", results)
     assert scan.metrics == {"cluster_acc": 70.2, "nmi": 63.2, "ari": 54.8}
+
+
+def test_run_files_go_to_the_version_folder_or_the_run_folder(tmp_path):
+    """TensorBoard/CSV: the per-version log_dir. W&B first: the run folder, not W&B's save_dir
+    (shared by every run that uses it), so two runs' summaries and pictures never collide."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    from sslzoo.callbacks import run_directory
+
+    csv = L.Trainer(default_root_dir=tmp_path / "run", logger=CSVLogger(tmp_path / "run"), accelerator="cpu")
+    assert run_directory(csv) == Path(csv.log_dir) == tmp_path / "run" / "lightning_logs" / "version_0"
+    wandb_first = L.Trainer(default_root_dir=tmp_path / "run", logger=WandbLogger(offline=True, save_dir=tmp_path / "shared"), accelerator="cpu")
+    assert run_directory(wandb_first) == tmp_path / "run"
+    assert run_directory(L.Trainer(default_root_dir=tmp_path / "run", logger=False, accelerator="cpu")) == tmp_path / "run"

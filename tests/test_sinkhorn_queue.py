@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sslzoo.functional import sinkhorn
+from sslzoo.functional import sharpened_targets, sinkhorn
 from sslzoo.modules import Center, FeatureQueue
 
 
@@ -113,7 +113,8 @@ def test_center_is_an_ema_of_batch_means():
     center = Center(2, momentum=0.9)
     center.update(torch.tensor([[1.0, 3.0], [3.0, 5.0]]))
     torch.testing.assert_close(center.value, torch.tensor([[0.2, 0.4]]))
-    torch.testing.assert_close(center(torch.tensor([[1.0, 1.0]])), torch.tensor([[0.8, 0.6]]))
+    # DINO's targets centre with it: softmax((x - c) / T)
+    torch.testing.assert_close(sharpened_targets(torch.tensor([[1.0, 1.0]]), center.value, 1.0), torch.tensor([[0.8, 0.6]]).softmax(dim=-1))
 
 
 def _distributed_worker(rank: int, world: int, port: int, results):

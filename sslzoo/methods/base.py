@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 
+from ..callbacks import run_directory
 from ..functional import cosine_between, cross_entropy
 from ..modules import EMA, Classifier, classification_metrics, update_classification_metrics
 from ..nets import build_backbone
@@ -294,9 +295,12 @@ class SSLMethod(L.LightningModule):
 
     def write_run_file(self, name: str, payload: dict) -> Path | None:
         """Write `payload` as JSON into the run's log directory (rank 0, only when the run has a logger)."""
-        if self.trainer.logger is None or self.trainer.log_dir is None or not self.trainer.is_global_zero:
+        if self.trainer.logger is None:
             return None
-        path = Path(self.trainer.log_dir) / name
+        directory = run_directory(self.trainer)
+        if not self.trainer.is_global_zero:
+            return None
+        path = directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload) + "\n")
         rank_zero_info(f"wrote {path}")

@@ -19,6 +19,3 @@ class Center(nn.Module):
     def update(self, teacher_outputs: torch.Tensor) -> None:
         batch_mean = all_reduce_mean(teacher_outputs.detach().float().mean(dim=0, keepdim=True))
         self.value.mul_(self.momentum).add_(batch_mean, alpha=1 - self.momentum)
-
-    def forward(self, teacher_outputs: torch.Tensor) -> torch.Tensor:
-        return teacher_outputs - self.value

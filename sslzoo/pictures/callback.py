@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Subset
 
+from ..callbacks import run_directory
 from ..functional.clustering import confusion_counts
 from ..methods.clustering_eval import ClusterMethod
 from .confusion import confusion_table
@@ -20,7 +21,7 @@ CURVE_METRICS = ("train/pseudo_acc_masked", "train/pseudo_acc_all", "train/mask_
 
 
 class ValidationPictures(L.Callback):
-    """Pictures at the end of validation, written to `<trainer.log_dir>/pictures/<name>_step<N>.png`
+    """Pictures at the end of validation, written to `<run directory>/pictures/<name>_step<N>.png`
     (rank 0) and logged as `pictures/<name>` to W&B and TensorBoard loggers.
 
     - `confusion_matrix`: true class x predicted class of the evaluated network (EMA/teacher when
@@ -122,7 +123,7 @@ class ValidationPictures(L.Callback):
         if not self._due:
             return
         counts = trainer.strategy.reduce(self._counts, reduce_op="sum") if self._counts is not None else None
-        run_dir = trainer.log_dir  # a collective under DDP: every process asks
+        run_dir = run_directory(trainer)  # a collective under DDP: every process asks
         if not trainer.is_global_zero:
             return
         step, names = trainer.global_step, self._class_names(trainer)
@@ -135,7 +136,7 @@ class ValidationPictures(L.Callback):
             figures["pseudo_labels"] = draw_curves(self.history.series(), f"pseudo-labels up to step {step}")
         for name, figure in figures.items():
             if figure is not None:
-                publish_figure(figure, name, step, run_dir or trainer.default_root_dir, trainer.loggers)
+                publish_figure(figure, name, step, run_dir, trainer.loggers)
                 figure.clear()  # drop its artists now rather than at the next garbage collection
         self._counts = None
 

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
+from ..callbacks import run_directory
 from ..methods.clustering_eval import ClusterMethod
 
 SUMMARY_FILE = "run_summary.json"
@@ -62,16 +62,6 @@ def dataset_of(datamodule) -> str:
     pool = getattr(datamodule, "pool", None)
     info = pool.info if pool is not None else getattr(datamodule, "dataset_info", None)
     return info.name if info is not None else type(datamodule).__name__
-
-
-def summary_dir(trainer: L.Trainer) -> Path:
-    """trainer.log_dir when it is a per-version folder (TensorBoard, CSV); otherwise the run folder
-    (W&B's log_dir is its save_dir, "." by default, shared by every run). Call on every rank."""
-    log_dir = trainer.log_dir  # broadcasts: every rank must ask
-    logger = trainer.loggers[0] if trainer.loggers else None
-    if logger is not None and not isinstance(logger, (TensorBoardLogger, CSVLogger)):
-        return Path(trainer.default_root_dir)
-    return Path(log_dir or trainer.default_root_dir)
 
 
 class RunSummary(L.Callback):
@@ -175,7 +165,7 @@ class RunSummary(L.Callback):
         return summary
 
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, finished: bool = False) -> Path | None:
-        log_dir = summary_dir(trainer)
+        log_dir = run_directory(trainer)
         if not trainer.is_global_zero:
             return None
         path = log_dir / SUMMARY_FILE

@@ -29,10 +29,14 @@ class LogCheckpointPaths(L.Callback):
     """Record where the best and last checkpoints are, in every logger (W&B summary included)."""
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        callback = trainer.checkpoint_callback
-        if not isinstance(callback, ModelCheckpoint):
+        paths = {}
+        for callback in trainer.callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                paths["checkpoint/best"] = callback.best_model_path
+            if callback.__class__.__name__ == "LastCheckpoint":
+                paths["checkpoint/last"] = callback.last_model_path
+        if not paths:
             return
-        paths = {"checkpoint/best": callback.best_model_path, "checkpoint/last": callback.last_model_path}
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             summary = getattr(experiment, "summary", None)

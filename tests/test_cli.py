@@ -160,9 +160,12 @@ def test_print_config(tmp_path, capsys):
         build_cli(["fit", *tiny.toy_cli_args(tmp_path), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"] == "sslzoo.methods.FixMatch"
-    assert printed["checkpoint"]["monitor"] == "val/acc" and printed["checkpoint"]["save_last"] is True
+    assert printed["checkpoint"]["monitor"] == "val/acc" and not printed["checkpoint"]["save_last"]
+    assert printed["last_checkpoint"]["every_n_train_steps"] == 1000
     cli = build_cli(tiny.toy_cli_args(tmp_path), run=False)
     assert cli.trainer.checkpoint_callback.dirpath == str(tmp_path / "run" / "checkpoints")
+    last = next(c for c in cli.trainer.callbacks if type(c).__name__ == "LastCheckpoint")
+    assert last.dirpath == str(tmp_path / "run" / "checkpoints")
 
 
 def test_fit_writes_checkpoints_and_resumes_from_last(tmp_path):
@@ -173,7 +176,7 @@ def test_fit_writes_checkpoints_and_resumes_from_last(tmp_path):
     cli = build_cli(["fit", *tiny.toy_cli_args(tmp_path, "--trainer.max_epochs", "2"), "--ckpt_path", "last"])
     assert cli.trainer.global_step == 6  # continued from step 3, not restarted
     config = yaml.safe_load((tmp_path / "run" / "lightning_logs" / "version_1" / "config.yaml").read_text())
-    assert config["ckpt_path"] == "last"
+    assert config["ckpt_path"] == str(checkpoints / "last.ckpt")  # resolved: the file this run continued
 
 
 def test_wandb_offline_logs_config_metrics_and_checkpoint_paths(tmp_path, monkeypatch):

@@ -209,3 +209,42 @@ def test_evaluation_rebuilds_the_checkpoints_network(tmp_path):
     with pytest.warns(UserWarning, match="threshold: checkpoint 0.7 vs command line 0.95"):
         cli = build_cli(["test", *_args(tmp_path)[1:], "--ckpt_path", last])
     assert cli.model.hparams.threshold == 0.7 and "test/acc" in cli.trainer.callback_metrics
+
+
+@pytest.mark.slow
+def test_slurm_script_requeues_on_the_time_limit_signal_and_the_requeued_job_resumes(tmp_path):
+    """experiments/launch/slurm.sbatch as SLURM runs it (one task; srun and scontrol stand-ins on
+    PATH): SIGUSR1 before the time limit saves, requeues the job and exits 128 + 10; the requeued
+    job, the same script again, resumes from last.ckpt (--ckpt_path auto) and finishes."""
+    import fakes
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/bash\nexec "$@"\n')
+    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    data = fakes.write_npz(tmp_path / "digits.npz", num_train=60, num_test=20, num_classes=10, size=8, channels=1)
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "sslzoo", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1",
+             "SLURM_JOB_NUM_NODES": "1", "SLURM_NNODES": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+             "SLURM_NODELIST": "127.0.0.1"}  # fmt: skip
+    env = {**os.environ, **slurm, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(TESTS),
+           "OMP_NUM_THREADS": "1", "MASTER_PORT": "29731"}  # fmt: skip
+    run = tmp_path / "run"
+    args = ["--data.init_args.path", str(data), "--data.init_args.num_labels", "10", "--data.init_args.eval_batch_size", "20",
+            "--trainer.default_root_dir", str(run), "--trainer.max_steps", "6", "--trainer.accelerator", "cpu",
+            "--trainer.limit_val_batches", "0", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--data.init_args.batch_size", "4", "--data.init_args.unlabeled_ratio", "2",
+            "--model.init_args.backbone_options", "{depth: 10, widen_factor: 1, input_channels: 1}"]  # fmt: skip
+    script = [str(Path(__file__).parents[1] / "experiments" / "launch" / "slurm.sbatch"), "experiments/quickstart/fixmatch.yaml"]
+    signal_at = ["--trainer.callbacks+=cli_faults.SignalAtStep", "--trainer.callbacks.step", "3", "--trainer.callbacks.signal_name", "SIGUSR1"]
+    root = Path(__file__).parents[1]
+    first = subprocess.run(["bash", *script, *args, *signal_at], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 128 + signal.SIGUSR1, first.stdout + first.stderr
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    assert "SLURM job 4242 requeued" in first.stdout + first.stderr
+    assert _checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3
+    requeued = subprocess.run(["bash", *script, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert requeued.returncode == 0, requeued.stdout + requeued.stderr
+    assert "resuming from" in requeued.stdout + requeued.stderr
+    assert _checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 6

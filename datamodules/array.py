@@ -34,6 +34,9 @@ class ArrayDataModule(SSLDataModule):
         self.name = name or self.path.stem
         self.mean, self.std, self.hflip = mean, std, hflip
 
+    def data_location(self) -> str:
+        return str(self.path)
+
     def load_pool(self) -> Pool:
         if not self.path.is_file():
             raise FileNotFoundError(f"array file {self.path} not found; give the path of an .npz with keys {', '.join(REQUIRED_KEYS)}")

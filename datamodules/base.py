@@ -8,16 +8,18 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import CombinedLoader
+from lightning.pytorch.utilities import CombinedLoader, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from .dataset import SSLDataset
+from .fingerprint import FINGERPRINT_KEY, data_fingerprint, fingerprint_mismatch, fingerprints_in_checkpoint
 from .info import DatasetInfo
 from .loaders import ResumableLoader
 from .neighbour_pairs import NeighbourPairs
 from .samplers import ShardedEvalSampler, StreamSampler, steps_for
 from .sources import ImageSource, check_targets
 from .splits import Split, sample_balanced_indices, sample_labeled_indices, targets_fingerprint
+from .stopped_epoch import reopen_cut_epoch
 from .views import build_views
 
 DEFAULT_VIEWS = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
@@ -116,6 +118,8 @@ class SSLDataModule(L.LightningDataModule):
         self.unlabeled_views = unlabeled_views
         self.shuffle_seed = shuffle_seed
         self.pool: Pool | None = None
+        self._fingerprint: dict | None = None
+        self._checked_against_checkpoint = False
 
     # ---- what a concrete dataset implements -------------------------------
     def download_data(self) -> None:
@@ -209,6 +213,82 @@ class SSLDataModule(L.LightningDataModule):
             return self.unlabeled_batch_size
         return self.batch_size * self.unlabeled_ratio
 
+    # ---- resume: the checkpoint's data must be this run's data ------------
+    def split_settings(self) -> dict:
+        """The options that decide the split, stored in checkpoints and compared on resume
+        (subclasses add theirs, e.g. STL-10's fold). Paths are not settings: content is compared."""
+        return {
+            "num_labels": self.num_labels,
+            "split_seed": self.split_seed,
+            "num_val": self.num_val,
+            "include_labeled_in_unlabeled": self.include_labeled_in_unlabeled,
+        }
+
+    def data_location(self) -> str:
+        return str(self.root)
+
+    def fingerprint(self) -> dict:
+        """What identifies this run's data and split (see `fingerprint.py`); computed once."""
+        self._require_setup()
+        if self._fingerprint is None:
+            pool = self.pool
+            self._fingerprint = data_fingerprint(
+                type(self).__qualname__, self.split_settings(), pool.info.name, pool.info.num_classes, pool.train, pool.test,
+                self.root, self.labeled_indices, self.val_indices, self.unlabeled_indices, self.data_location(),
+            )
+        return self._fingerprint
+
+    def state_dict(self) -> dict:
+        return {FINGERPRINT_KEY: self.fingerprint()} if self.pool is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Lightning calls this after `setup()` when it restores a checkpoint, on every rank."""
+        self._checked_against_checkpoint = True
+        if not self._fitting():
+            return  # validate/test/predict may evaluate a checkpoint on any data
+        saved = state.get(FINGERPRINT_KEY)
+        if saved is None:
+            self._warn_unchecked()
+        else:
+            self._refuse_other_data(saved)
+        self._continue_cut_epoch()
+
+    def _fitting(self) -> bool:
+        return getattr(getattr(self.trainer, "state", None), "fn", None) == "fit"
+
+    def _refuse_other_data(self, saved: dict) -> None:
+        # Every rank computes the same fingerprint (the split ignores rank and world size), so
+        # every rank raises here and none is left waiting at a barrier.
+        problem = fingerprint_mismatch(saved, self.fingerprint(), f"checkpoint {self.trainer.ckpt_path}")
+        if problem:
+            raise ValueError(problem)
+
+    def _continue_cut_epoch(self) -> None:
+        """See `stopped_epoch.py`. Lightning restores the loops from the loaded checkpoint after
+        this hook (there is no public hook for the datamodule to see it), so the edit takes effect."""
+        loaded = getattr(getattr(self.trainer, "_checkpoint_connector", None), "_loaded_checkpoint", None) or {}
+        fit_loop = loaded.get("loops", {}).get("fit_loop")
+        if fit_loop is not None:
+            reopen_cut_epoch(fit_loop)
+
+    def _check_unfingerprinted_resume(self) -> None:
+        """Lightning calls `load_state_dict` only when the checkpoint holds an entry under this
+        class's name: without one the checkpoint is older than fingerprints, or was written
+        with another datamodule class, which a fingerprint under another name reveals."""
+        if self._checked_against_checkpoint or not self._fitting() or not getattr(self.trainer, "ckpt_path", None):
+            return
+        self._checked_against_checkpoint = True
+        for saved in fingerprints_in_checkpoint(self.trainer.ckpt_path):
+            self._refuse_other_data(saved)
+        self._warn_unchecked()
+
+    def _warn_unchecked(self) -> None:
+        rank_zero_warn(
+            f"checkpoint {self.trainer.ckpt_path} holds no data fingerprint for {type(self).__qualname__} (it predates "
+            "them), so this resume cannot check that the dataset, num_labels and split_seed are the ones the run "
+            "started with; make sure they are"
+        )
+
     # ---- views -----------------------------------------------------------
     def stream_views(self) -> dict[str, list]:
         method_views = getattr(self._lightning_module(), "views", None) or {}
@@ -281,6 +361,7 @@ class SSLDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> CombinedLoader:
         self._require_setup()
+        self._check_unfingerprinted_resume()
         rank, world = self._global_rank(), self._world_size()
         views, steps, seed = self.stream_views(), self.steps_in_epoch(world), self._shuffle_seed()
         streams = {}

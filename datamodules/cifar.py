@@ -72,6 +72,9 @@ class CIFAR100DataModule(CIFAR10DataModule):
         super().__init__(root=root, **kwargs)
         self.superclasses = superclasses
 
+    def split_settings(self) -> dict:
+        return {**super().split_settings(), "superclasses": self.superclasses}
+
     def _targets(self, dataset, train: bool) -> np.ndarray:
         if not self.superclasses:
             return np.asarray(dataset.targets)

@@ -34,6 +34,9 @@ class STL10DataModule(SSLDataModule):
         self.fold = fold
         self.use_unlabeled_split = use_unlabeled_split
 
+    def split_settings(self) -> dict:
+        return {**super().split_settings(), "fold": self.fold, "use_unlabeled_split": self.use_unlabeled_split}
+
     def download_data(self) -> None:
         _STL10(str(self.root), split="train", download=True)
 

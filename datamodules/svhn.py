@@ -23,6 +23,9 @@ class SVHNDataModule(SSLDataModule):
         super().__init__(root=root, **kwargs)
         self.extra = extra
 
+    def split_settings(self) -> dict:
+        return {**super().split_settings(), "extra": self.extra}
+
     def _splits(self):
         return ["train", "test"] + (["extra"] if self.extra else [])
 

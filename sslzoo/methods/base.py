@@ -13,6 +13,7 @@ from ..callbacks import run_directory
 from ..functional import cosine_between, cross_entropy
 from ..modules import EMA, Classifier, classification_metrics, update_classification_metrics
 from ..nets import build_backbone
+from .idle import IdleParameters
 from .init_from import init_from_checkpoint
 from .optim import build_optimizer, build_scheduler, check_lr_scaling, global_batch_size, param_groups, scaled_lr
 
@@ -108,6 +109,7 @@ class SSLMethod(L.LightningModule):
         # Sample-weighted means synced by their sums: with unequal eval shards, a mean of
         # per-process means would weigh the samples of the smaller shard more.
         self.eval_losses = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
+        self._idle_parameters = IdleParameters()
 
     # ---- networks ----------------------------------------------------------
     def build_network(self, backbone: torch.nn.Module, num_classes: int) -> torch.nn.Module:
@@ -207,7 +209,14 @@ class SSLMethod(L.LightningModule):
         rank_zero_info("learning rate: " + ", ".join(f"{key}={value}" for key, value in report.items()))
         return effective
 
+    def idle_modules(self) -> list[torch.nn.Module]:
+        """Modules whose parameters this step's loss does not use (a phase's unused head), the same
+        on every process. They join the loss at weight 0 and lose that zero gradient before the
+        optimizer step (`IdleParameters`): DDP reduces every gradient, the update is one process's."""
+        return []
+
     def on_before_optimizer_step(self, optimizer) -> None:
+        self._idle_parameters.drop_gradients()
         self.log("train/lr", optimizer.param_groups[0]["lr"])
         end = self.hparams.weight_decay_end
         if end is not None:
@@ -243,7 +252,8 @@ class SSLMethod(L.LightningModule):
         for name, value in terms.items():
             self.log(f"train/loss_{name}", value.detach(), batch_size=batch_size)
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=batch_size)
-        return total
+        idle = self._idle_parameters.use(self.idle_modules())
+        return total if idle is None else total + idle
 
     def log_pseudo_labels(self, pseudo_labels: torch.Tensor, mask: torch.Tensor, hidden_labels: torch.Tensor) -> None:
         """Mask rate and pseudo-label accuracy against the hidden true labels (-1 = unknown)."""

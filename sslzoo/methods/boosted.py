@@ -119,6 +119,13 @@ class BoostedSSL:
         clustering_schedule = torch.optim.lr_scheduler.MultiStepLR(clustering, list(hp.clustering_milestones or [100]), hp.clustering_gamma)
         return [ssl, clustering], [ssl_schedule, clustering_schedule]
 
+    def idle_modules(self):
+        phase = self.phase()[0]
+        if phase == "ssl":
+            return [*super().idle_modules(), self.rotation_head]
+        projector = [self.network.projector] if getattr(self.network, "projector", None) is not None else []
+        return [self.rotation_head if phase == "clustering" else self.network.head, *projector]
+
     # ---- steps -------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         phase, round_index = self.phase()

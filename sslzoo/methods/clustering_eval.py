@@ -43,6 +43,15 @@ class ClusterMethod(SSLMethod):
         self.val_metrics = ClusteringMetrics(self.num_clusters, self.num_classes)
         self.test_metrics = ClusteringMetrics(self.num_clusters, self.num_classes)
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        checkpoint = getattr(self.trainer, "checkpoint_callback", None)
+        if stage == "fit" and getattr(checkpoint, "monitor", None) == "val/acc":
+            raise ValueError(
+                f"{type(self).__name__} logs val/cluster_acc, not val/acc, which the checkpoint monitors: set --checkpoint.monitor null "
+                "to keep the last epoch, as experiments/scan/*.yaml do (selecting on clustering accuracy reads the test labels)"
+            )
+
     def _identity(self) -> dict:
         return {**super()._identity(), "num_clusters": self.num_clusters}
 

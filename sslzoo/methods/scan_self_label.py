@@ -15,8 +15,10 @@ class SCANSelfLabel(ClusterMethod):
     predictions. Per step, with the model in train mode:
       1. targets = argmax of the weak (eval) view's prediction, without gradient; mask = max prob > 0.99;
       2. L = cross-entropy of the strong view on the masked samples, class c weighted n / count_c.
-    A step where no process has a confident sample is a logged no-op: the optimizer step is
-    skipped, so weight decay does not move the weights either (the official code raises).
+    A step where no process has a confident sample is a logged no-op: every process runs its zero
+    loss backward, and the gradients are dropped before the optimizer step, which then moves no
+    weight (no weight decay, no momentum); the step still counts (global step, lr schedule, EMA),
+    so a resumed run continues the same way (the official code raises).
 
     `init_from` a SCAN checkpoint takes its backbone and its selected (lowest-loss) head; a
     pretext checkpoint gives the backbone only. `ema_decay` keeps an EMA of the weights for
@@ -31,6 +33,7 @@ class SCANSelfLabel(ClusterMethod):
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold}")
         self.threshold, self.balance_classes = threshold, balance_classes
+        self._nothing_confident = False
 
     def build_network(self, backbone, num_classes):
         return ClusterNetwork(backbone, self.num_clusters, num_heads=1)
@@ -54,10 +57,14 @@ class SCANSelfLabel(ClusterMethod):
         strong_logits = self.network(strong)[0]
         loss, _, mask = confidence_based_cross_entropy(weak_logits, strong_logits, self.threshold, self.balance_classes)
         self.log("train/mask_rate", mask.float().mean(), prog_bar=True, batch_size=len(mask))
-        empty = not any_process(bool(mask.any()), mask.device)
-        self.log("train/empty_confident_set", float(empty), batch_size=len(mask))
-        loss = self.total_loss({"self_label": loss}, len(mask))
-        return None if empty else loss  # None: no process has a confident sample, so no optimizer step (nor decay)
+        self._nothing_confident = not any_process(bool(mask.any()), mask.device)
+        self.log("train/empty_confident_set", float(self._nothing_confident), batch_size=len(mask))
+        return self.total_loss({"self_label": loss}, len(mask))
+
+    def idle_modules(self):
+        # A zero loss that still reaches every weight (DDP needs every process to run the same backward);
+        # the gradients are then dropped, so the optimizer step moves nothing.
+        return [self.network] if self._nothing_confident else []
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.eval_network(x)[0]

@@ -32,6 +32,7 @@ class SimCLR(PretextMixin, MultiCropMethod):
         self.head_options = dict(hidden_dim=hidden_dim, projection_dim=projection_dim)
         super().__init__(**kwargs)
         self.anchors = anchors
+        self._without_labels = False
 
     def build_head(self, feature_dim):
         return ProjectionHead(feature_dim, **self.head_options)
@@ -41,11 +42,15 @@ class SimCLR(PretextMixin, MultiCropMethod):
         rows = [] if labeled is None else [labeled["x"]]
         outputs = self.network(rows + [view0, view1])
         num_labeled = 0 if labeled is None else len(labeled["x"])
+        self._without_labels = labeled is None
         z0, z1 = outputs["z"][num_labeled:].split(len(view0))
         terms = {"simclr": nt_xent(z0, z1, self.temperature, self.anchors)}
         if labeled is not None:
             terms["probe"] = self.probe_loss(outputs, labeled["y"])
         return self.total_loss(terms, len(view0))
+
+    def idle_modules(self):
+        return [self.probes] if self._without_labels else []  # no labeled stream: the probes learn nothing
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:

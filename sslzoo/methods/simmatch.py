@@ -67,6 +67,10 @@ class SimMatch(SSLMethod):
             labeled = datamodule.labeled_indices
             self.bank.reset(labeled, datamodule.pool.train.targets[labeled], torch.Generator().manual_seed(0))
 
+    def idle_modules(self):
+        # While the bank warms up no term uses this step's projection (its writes are detached).
+        return [self.network.projector] if self.current_epoch < self.bank_warmup_epochs else []
+
     # ---- one step ----------------------------------------------------------
     def training_step(self, batch, batch_idx):
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]

@@ -19,7 +19,6 @@ from .neighbour_pairs import NeighbourPairs
 from .samplers import ShardedEvalSampler, StreamSampler, steps_for
 from .sources import ImageSource, check_targets
 from .splits import Split, sample_balanced_indices, sample_labeled_indices, targets_fingerprint
-from .stopped_epoch import reopen_cut_epoch
 from .views import build_views
 
 DEFAULT_VIEWS = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
@@ -251,7 +250,6 @@ class SSLDataModule(L.LightningDataModule):
             self._warn_unchecked()
         else:
             self._refuse_other_data(saved)
-        self._continue_cut_epoch()
 
     def _fitting(self) -> bool:
         return getattr(getattr(self.trainer, "state", None), "fn", None) == "fit"
@@ -262,14 +260,6 @@ class SSLDataModule(L.LightningDataModule):
         problem = fingerprint_mismatch(saved, self.fingerprint(), f"checkpoint {self.trainer.ckpt_path}")
         if problem:
             raise ValueError(problem)
-
-    def _continue_cut_epoch(self) -> None:
-        """See `stopped_epoch.py`. Lightning restores the loops from the loaded checkpoint after
-        this hook (there is no public hook for the datamodule to see it), so the edit takes effect."""
-        loaded = getattr(getattr(self.trainer, "_checkpoint_connector", None), "_loaded_checkpoint", None) or {}
-        fit_loop = loaded.get("loops", {}).get("fit_loop")
-        if fit_loop is not None:
-            reopen_cut_epoch(fit_loop)
 
     def _check_unfingerprinted_resume(self) -> None:
         """Lightning calls `load_state_dict` only when the checkpoint holds an entry under this

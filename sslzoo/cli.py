@@ -14,7 +14,6 @@ import sys
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -23,7 +22,7 @@ import datamodules  # noqa: F401  (registers the datamodule classes for --data)
 import sslzoo.methods  # noqa: F401  (registers the method classes for --model)
 from datamodules import SSLDataModule
 from sslzoo.callbacks import LogCheckpointPaths, checkpoint_dir
-from sslzoo.checkpointing import AtomicCheckpointIO, LastCheckpoint, Preemption, resolve_ckpt_path
+from sslzoo.checkpointing import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, Preemption, resolve_ckpt_path
 from sslzoo.checkpointing.resume_hparams import changed_hparams, describe, saved_model_config
 from sslzoo.errors import ResumeRefused, SSLZooError
 from sslzoo.methods import SSLMethod
@@ -53,10 +52,10 @@ HPARAM_CHANGE_POLICIES = ("refuse", "command_line")
 
 class SSLZooCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         parser.set_defaults(
             {
-                "checkpoint.monitor": "val/acc",
+                "checkpoint.monitor": "auto",  # the method's checkpoint_metric
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best-{epoch}-{step}",
                 "checkpoint.auto_insert_metric_name": False,

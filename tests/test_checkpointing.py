@@ -248,3 +248,21 @@ def test_slurm_script_requeues_on_the_time_limit_signal_and_the_requeued_job_res
     assert requeued.returncode == 0, requeued.stdout + requeued.stderr
     assert "resuming from" in requeued.stdout + requeued.stderr
     assert _checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 6
+
+
+def test_extending_a_run_warns_that_whole_run_schedules_stretch(tmp_path):
+    build_cli(_args(tmp_path, *NO_VAL, "--trainer.max_steps", "4"))
+    with pytest.warns(UserWarning, match="trained for 4 steps and now runs for 6 .* from step 4 on"):
+        cli = build_cli(_args(tmp_path, *NO_VAL, "--trainer.max_steps", "6", "--ckpt_path", "last"))
+    assert cli.trainer.global_step == 6 and cli.trainer.current_epoch == 2  # 3 steps per epoch: the data stream went on
+
+
+def test_the_best_checkpoint_follows_the_methods_metric(tmp_path):
+    from sslzoo.methods import SCAN
+
+    cli = build_cli(tiny.toy_cli_args(tmp_path), run=False)
+    callback = cli.trainer.checkpoint_callback
+    assert callback.monitor == "auto"
+    callback.setup(cli.trainer, cli.model, "fit")
+    assert callback.monitor == "val/acc"
+    assert SCAN.checkpoint_metric is None  # clustering accuracy would select on labels: keep the newest

@@ -13,7 +13,7 @@ import fakes
 import tiny
 from datamodules import ArrayDataModule, CIFAR100DataModule, ImageFolderDataModule, ImageNetDataModule, STL10DataModule, SVHNDataModule
 from datamodules.fingerprint import FINGERPRINT_KEY
-from datamodules.stopped_epoch import reopen_cut_epoch
+from sslzoo.checkpointing.cut_epoch import reopen_cut_epoch
 from sslzoo.cli import build_cli
 from sslzoo.methods import FixMatch
 

@@ -2,6 +2,7 @@
 newest state (its predecessor kept until the new one is complete), resume-path resolution that
 skips a corrupt file, and pre-emption signals turned into a saved, resumable stop."""
 from .atomic_io import AtomicCheckpointIO, CheckpointWriteError, fsync_directory
+from .best_checkpoint import BestCheckpoint
 from .ckpt_path import resolve_ckpt_path
 from .last_checkpoint import LAST_NAME, PREVIOUS_NAME, LastCheckpoint
 from .preemption import Preemption
@@ -9,6 +10,7 @@ from .resolve import CheckpointNotFoundError, existing_checkpoints, find_resumab
 
 __all__ = [
     "AtomicCheckpointIO",
+    "BestCheckpoint",
     "CheckpointNotFoundError",
     "CheckpointWriteError",
     "LAST_NAME",

@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 
 from ..callbacks import run_directory
+from ..checkpointing.cut_epoch import reopen_cut_epoch
 from ..functional import cosine_between, cross_entropy
 from ..modules import EMA, Classifier, classification_metrics, update_classification_metrics
 from ..nets import build_backbone
@@ -64,6 +65,7 @@ class SSLMethod(L.LightningModule):
     """
 
     views: dict[str, list] = {"labeled": ["weak"], "unlabeled": []}
+    checkpoint_metric: str | None = "val/acc"  # what `--checkpoint.monitor auto` selects the best checkpoint by
 
     def __init__(
         self,
@@ -170,6 +172,8 @@ class SSLMethod(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sslzoo"] = self._identity()
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            checkpoint["sslzoo_schedule"] = {"total_steps": int(self.trainer.estimated_stepping_batches)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("sslzoo")
@@ -179,6 +183,24 @@ class SSLMethod(L.LightningModule):
         if saved != mine:
             diff = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs this run {mine.get(k)!r}" for k in mine if saved.get(k) != mine.get(k))
             raise ValueError(f"checkpoint does not fit this model ({diff}); resume with the same method, backbone and classes")
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop")
+        if fit_loop is not None:
+            reopen_cut_epoch(fit_loop)  # the loops are restored from this same dict after this hook
+        self._resumed_total_steps = (checkpoint.get("sslzoo_schedule") or {}).get("total_steps")
+
+    def on_train_start(self) -> None:
+        total, before = int(self.trainer.estimated_stepping_batches), getattr(self, "_resumed_total_steps", None)
+        if before is not None and before != total:
+            rank_zero_warn(
+                f"sslzoo: this run was trained for {before} steps and now runs for {total} (max_steps/max_epochs changed): "
+                f"schedules over the whole run (lr, EMA and weight-decay cosines) are stretched to {total} steps from step "
+                f"{self.global_step} on, so they jump there. Keep the old length for an exact continuation"
+            )
+
+    def epoch_ran_to_its_end(self) -> bool:
+        """False in the on_train_epoch_end that Lightning runs when fit stops inside an epoch
+        (max_steps, a signal): that epoch continues on resume, so per-epoch updates wait for its end."""
+        return bool(self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
 
     def _identity(self) -> dict:
         return {"method": type(self).__name__, "backbone": self.hparams.backbone, "num_classes": self.num_classes, "ema": self.ema is not None}

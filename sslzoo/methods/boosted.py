@@ -170,6 +170,8 @@ class BoostedSSL:
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
+        if not self.epoch_ran_to_its_end():
+            return
         ssl_schedule, clustering_schedule = self.lr_schedulers()
         phase = self.phase()[0]
         if phase == "ssl":

@@ -116,7 +116,9 @@ class SCAN(ClusterMethod):
             totals.append(total)
             consistencies.append(consistency.detach())
             entropies.append(spread.detach())
-        self.head_loss_sum += torch.stack(totals).detach().double()
+        # Averaged over processes as they accumulate, so every rank holds the same sums: a checkpoint
+        # (rank 0's buffers) taken inside an epoch resumes them on every rank.
+        self.head_loss_sum += all_reduce_mean(torch.stack(totals).detach()).double()
         self.head_loss_steps += 1
         best = int(self.best_head)
         known = (pairs["y_hidden"] >= 0) & (pairs["neighbour_y_hidden"] >= 0)
@@ -126,10 +128,9 @@ class SCAN(ClusterMethod):
         return self.total_loss({"scan": torch.stack(totals).sum()}, len(anchor_logits[0]))
 
     def on_train_epoch_end(self) -> None:
-        if int(self.head_loss_steps) == 0:
+        if int(self.head_loss_steps) == 0 or not self.epoch_ran_to_its_end():
             return
-        mean_losses = all_reduce_mean(self.head_loss_sum / self.head_loss_steps)
-        self.best_head.fill_(int(mean_losses.argmin()))
+        self.best_head.fill_(int((self.head_loss_sum / self.head_loss_steps).argmin()))
         self.log("train/best_head", self.best_head.float())
         self.head_loss_sum.zero_()
         self.head_loss_steps.zero_()

@@ -11,6 +11,7 @@ The checkpoint does say where the data stopped: the epoch's batch progress is
 short of its last batch. Marking the epoch as started but not processed makes
 Lightning restore it as "mid-epoch", exactly like a checkpoint written inside the
 epoch, and the resumable loaders skip the batches already consumed.
+`SSLMethod.on_load_checkpoint` applies it to every checkpoint it loads.
 """
 from __future__ import annotations
 

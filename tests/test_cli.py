@@ -210,7 +210,7 @@ def test_print_config(tmp_path, capsys):
         build_cli(["fit", *tiny.toy_cli_args(tmp_path), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"] == "sslzoo.methods.FixMatch"
-    assert printed["checkpoint"]["monitor"] == "val/acc" and not printed["checkpoint"]["save_last"]
+    assert printed["checkpoint"]["monitor"] == "auto" and not printed["checkpoint"]["save_last"]
     assert printed["last_checkpoint"]["every_n_train_steps"] == 1000
     cli = build_cli(tiny.toy_cli_args(tmp_path), run=False)
     assert cli.trainer.checkpoint_callback.dirpath == str(tmp_path / "run" / "checkpoints")

@@ -86,6 +86,7 @@ def cli_args(root: Path, data: Path, name: str, pretext: Path, backbone: list[st
 # with B each must give the weights of 1 process with 2B (see the module docstring).
 EQUAL = {
     "Supervised": ("Supervised", []),
+    "FixMatch": ("FixMatch", []),  # EMA included
     "MeanTeacher": ("MeanTeacher", []),
     "SimMatch": ("SimMatch", []),  # across the bank warm-up (the idle projector, then gathered bank writes, all-reduced DA)
     "SCANSelfLabel": ("SCANSelfLabel", ["--model.threshold", "0.0", "--model.balance_classes", "false"]),

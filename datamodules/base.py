@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from .dataset import SSLDataset
 from .fingerprint import FINGERPRINT_KEY, data_fingerprint, fingerprint_mismatch, fingerprints_in_checkpoint
 from .info import DatasetInfo
-from .loaders import ResumableLoader
+from .loaders import ResumableLoader, ignore_stop_signals
 from .neighbour_pairs import NeighbourPairs
 from .samplers import ShardedEvalSampler, StreamSampler, steps_for
 from .sources import ImageSource, check_targets
@@ -318,7 +318,8 @@ class SSLDataModule(L.LightningDataModule):
 
     # ---- loaders ---------------------------------------------------------
     def _loader_options(self) -> dict:
-        return dict(num_workers=self.num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0)
+        return dict(num_workers=self.num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
+                    worker_init_fn=ignore_stop_signals)
 
     def _batches_done(self) -> int:
         """Batches the model has consumed in the current epoch (for exact mid-epoch resume)."""

@@ -1,10 +1,23 @@
 from __future__ import annotations
 
+import signal
 from typing import Callable
 
 from torch.utils.data import DataLoader
 
 from .samplers import StreamSampler
+
+
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore the stop signals a scheduler sends to every process of a job
+    (SLURM, `timeout`, Kubernetes): the training process saves and stops (sslzoo.checkpointing.
+    Preemption) and its workers end with it. A worker killed by the signal would instead crash the
+    training process ("DataLoader worker ... is killed by signal") before it could save."""
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 class ResumableLoader(DataLoader):

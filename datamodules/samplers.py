@@ -46,6 +46,10 @@ class StreamSampler(DistributedSampler):
 
     def resume_at(self, epoch: int, items_done: int) -> None:
         self._resume = (epoch, items_done)
+        if items_done < self.num_samples:
+            # Inside that epoch: be in it now. A loader with workers iterates its sampler as soon as
+            # its iterator exists (prefetching), which on resume is before Lightning sets the epoch.
+            self.set_epoch(epoch)
 
     def _permutation(self, pass_index: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(_pass_seed(self.seed, pass_index))

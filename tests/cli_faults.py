@@ -12,14 +12,16 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
 class SignalAtStep(L.Callback):
-    """Send `signal_name` to this process after optimizer step `step`, as a scheduler would."""
+    """Send `signal_name` after optimizer step `step` to this process's group (the run and its
+    loader workers, as `timeout` and `scancel` do; start the run in its own session), or with
+    `group` false to this process alone (what `#SBATCH --signal` does with a job step of no workers)."""
 
-    def __init__(self, step: int, signal_name: str = "SIGTERM"):
-        self.step, self.signum = step, getattr(signal, signal_name)
+    def __init__(self, step: int, signal_name: str = "SIGTERM", group: bool = True):
+        self.step, self.signum, self.group = step, getattr(signal, signal_name), group
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.step and trainer.is_global_zero:
-            os.kill(os.getpid(), self.signum)
+            os.killpg(os.getpgrp(), self.signum) if self.group else os.kill(os.getpid(), self.signum)
 
 
 class SlowCheckpointIO(TorchCheckpointIO):

@@ -33,7 +33,7 @@ def _checkpoint(path: Path) -> dict:
 
 def _sslzoo(args: list[str], **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([*COMMAND, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen([*COMMAND, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **popen)
 
 
 def _assert_same_state(expected: dict, actual: dict) -> None:
@@ -64,16 +64,19 @@ def test_last_checkpoint_on_a_step_interval(tmp_path):
 
 
 def test_sigterm_saves_exits_non_zero_and_resumes_exactly(tmp_path):
+    """The signal reaches every process of the group, the loader workers too (without their
+    ignoring it, a dead worker crashed the run with exit status 1 and nothing saved)."""
     stopped = tmp_path / "stopped"
     signal_at = ["--trainer.callbacks+=cli_faults.SignalAtStep", "--trainer.callbacks.step", "4"]
-    process = _sslzoo(_args(stopped, *NO_VAL, "--trainer.max_steps", "9", *signal_at))
+    with_workers = ["--data.num_workers", "1", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"]
+    process = _sslzoo(_args(stopped, "--trainer.max_steps", "9", *with_workers, *signal_at))
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 128 + signal.SIGTERM, output
-    assert "stopped by SIGTERM at step 4" in output and "--ckpt_path last" in output
+    assert "stopped by SIGTERM at step 4" in output and "--ckpt_path last" in output and "Traceback" not in output
     assert _checkpoint(stopped / "run" / "checkpoints" / "last.ckpt")["global_step"] == 4
 
-    resumed = build_cli(_args(stopped, *NO_VAL, "--trainer.max_steps", "9", "--ckpt_path", "last"))
-    uninterrupted = build_cli(_args(tmp_path / "full", *NO_VAL, "--trainer.max_steps", "9"))
+    resumed = build_cli(_args(stopped, "--trainer.max_steps", "9", *with_workers, "--ckpt_path", "last"))
+    uninterrupted = build_cli(_args(tmp_path / "full", "--trainer.max_steps", "9", *with_workers))
     assert resumed.trainer.global_step == uninterrupted.trainer.global_step == 9
     _assert_same_state(tiny.weights(uninterrupted.model), tiny.weights(resumed.model))
 
@@ -237,9 +240,11 @@ def test_slurm_script_requeues_on_the_time_limit_signal_and_the_requeued_job_res
             "--data.init_args.batch_size", "4", "--data.init_args.unlabeled_ratio", "2",
             "--model.init_args.backbone_options", "{depth: 10, widen_factor: 1, input_channels: 1}"]  # fmt: skip
     script = [str(Path(__file__).parents[1] / "experiments" / "launch" / "slurm.sbatch"), "experiments/quickstart/fixmatch.yaml"]
-    signal_at = ["--trainer.callbacks+=cli_faults.SignalAtStep", "--trainer.callbacks.step", "3", "--trainer.callbacks.signal_name", "SIGUSR1"]
+    signal_at = ["--trainer.callbacks+=cli_faults.SignalAtStep", "--trainer.callbacks.step", "3", "--trainer.callbacks.signal_name", "SIGUSR1",
+                 "--trainer.callbacks.group", "false"]
     root = Path(__file__).parents[1]
-    first = subprocess.run(["bash", *script, *args, *signal_at], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(["bash", *script, *args, *signal_at], cwd=root, env=env, capture_output=True, text=True, timeout=300,
+                           start_new_session=True)
     assert first.returncode == 128 + signal.SIGUSR1, first.stdout + first.stderr
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
     assert "SLURM job 4242 requeued" in first.stdout + first.stderr

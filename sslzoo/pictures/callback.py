@@ -178,6 +178,7 @@ class ValidationPictures(L.Callback):
             Subset(dataset, positions.tolist()),
             batch_size=getattr(val_loader, "batch_size", None) or 256,
             num_workers=getattr(val_loader, "num_workers", 0),
+            worker_init_fn=getattr(val_loader, "worker_init_fn", None),
         )
         features, labels = [], []
         for batch in loader:

@@ -45,6 +45,38 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 
 
+class EvaluationRecorder(L.Callback):
+    """At every validation: the validation accuracy (model selection) and the test accuracy of
+    the same evaluated weights, so a run reports test accuracy at the best validation point and
+    the median over the last evaluations (FixMatch's protocol) without keeping checkpoints."""
+
+    def __init__(self, datamodule):
+        self.datamodule, self.evaluations = datamodule, []
+
+    @torch.no_grad()
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        correct = total = 0
+        for batch in self.datamodule.test_dataloader():
+            logits = pl_module.eval_logits(batch["x"].to(pl_module.device))
+            correct += int((logits.argmax(dim=1).cpu() == batch["y"]).sum())
+            total += len(batch["y"])
+        self.evaluations.append({"step": int(trainer.global_step), "val_acc": round(float(trainer.callback_metrics["val/acc"]), 4),
+                                 "test_acc": round(correct / total, 4)})
+
+    def summary(self, last: int) -> dict:
+        if not self.evaluations:
+            return {}
+        best = max(self.evaluations, key=lambda e: e["val_acc"])  # the first of equal best
+        tail = self.evaluations[-last:]
+        return {
+            "test_acc_at_best_val": best["test_acc"], "best_val_acc": best["val_acc"], "best_val_step": best["step"],
+            f"test_acc_median_last_{len(tail)}_evals": statistics.median(e["test_acc"] for e in tail),
+            "evaluations": self.evaluations,
+        }
+
+
 class StepRecorder(L.Callback):
     """Wall time per training step and the logged training metrics (mask rate, losses) per step."""
 
@@ -81,6 +113,8 @@ def build_method(name: str, args, steps_per_epoch: int):
         scheduler="fixmatch_cosine",
         ema_decay=args.ema_decay,
     )
+    if args.ema_buffers is not None and name != "meanteacher":  # Mean Teacher's teacher keeps its own BN statistics
+        common["ema_buffers"] = args.ema_buffers
     if name == "supervised":
         return Supervised(**common)
     if name == "fixmatch":
@@ -155,6 +189,9 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
     datamodule = ArrayDataModule(
         str(DATA),
         num_labels=args.num_labels,
+        num_val=args.num_val,
+        # SimMatch's CIFAR runs take "the rest of the training set" as unlabeled (paper 4.1).
+        include_labeled_in_unlabeled=name != "simmatch",
         split_seed=args.split_seed,
         batch_size=args.batch_size,
         unlabeled_ratio=args.mu,
@@ -168,7 +205,8 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         labeled_views=[args.clustering_labeled_view] if name in CLUSTERING and args.clustering_labeled_view else None,
     )
     method = build_method(name, args, steps_per_epoch)
-    recorder = StepRecorder()
+    recorder, evaluations = StepRecorder(), EvaluationRecorder(datamodule)
+    evaluate = bool(args.eval_every and args.num_val and not probe)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -179,8 +217,11 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[recorder],
+        limit_val_batches=1.0 if evaluate else 0,
+        val_check_interval=args.eval_every if evaluate else None,
+        check_val_every_n_epoch=None if evaluate else 1,
+        num_sanity_val_steps=0,
+        callbacks=[recorder, evaluations],
         deterministic=False,
     )
     load_before = os.getloadavg()
@@ -221,6 +262,7 @@ def run(name: str, args, steps: int, probe: bool = False) -> dict:
         "evaluated_on": ("online linear probe on the backbone" if isinstance(method, (SwAV, DINO))
                          else "EMA weights" if method.ema is not None else "raw weights"),
         "ema_updates": int(method.ema.num_updates) if method.ema is not None else None,
+        **evaluations.summary(args.median_over),
         "steps": int(trainer.global_step),
         "epochs_run": int(trainer.current_epoch),
         "steps_per_epoch": steps_per_epoch,
@@ -275,6 +317,11 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-labels", type=int, default=250)
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--num-val", type=int, default=0, help="images held out of the training pool for model selection")
+    parser.add_argument("--eval-every", type=int, default=0, help="validate (and record test accuracy) every N steps; needs --num-val")
+    parser.add_argument("--median-over", type=int, default=20, help="report the median test accuracy of the last N evaluations")
+    parser.add_argument("--ema-buffers", choices=("average", "copy", "own"), default=None,
+                        help="EMA BatchNorm statistics of every method but Mean Teacher (default: each method's own)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--mu", type=int, default=4)
     parser.add_argument("--num-workers", type=int, default=1)
@@ -348,6 +395,7 @@ def main():
         "data": {
             "path": str(DATA),
             "train_pool": 10000,
+            "num_val": args.num_val,
             "test_images": 5000,
             "num_labels": args.num_labels,
             "split_seed": args.split_seed,
@@ -370,7 +418,8 @@ def main():
             },
             "views": {"supervised": "labeled weak", "fixmatch": "labeled weak; unlabeled weak+strong",
                       "meanteacher": "labeled weak x2; unlabeled weak x2 (student/teacher)"},
-            "include_labeled_in_unlabeled": True,
+            "include_labeled_in_unlabeled": "every method but SimMatch (its CIFAR runs use the rest of the training set)",
+            "ema_buffers": args.ema_buffers or "each method's default (FixMatch, Supervised, SimMatch: copy; Mean Teacher: own)",
         },
         "results": {},
     }

@@ -13,12 +13,16 @@ class FixMatch(SSLMethod):
       1. one forward over [labeled weak; unlabeled weak; unlabeled strong] (one BN batch);
       2. pseudo-label q = argmax softmax(weak logits), mask = max prob >= threshold;
       3. L = CE(labeled) + lambda_u * mean_over_muB[mask * CE(strong logits, q)]  (Eq. 4).
-    Evaluation uses the EMA of the weights (decay 0.999).
+    Evaluation uses the EMA of the weights (decay 0.999). As in the official code
+    (`fixmatch.py`: `ema.apply(utils.model_vars())`, the trainable variables), only the
+    parameters are averaged: the evaluated network takes the live BatchNorm statistics
+    (`ema_buffers: copy`).
     """
 
     views = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
 
     def __init__(self, threshold: float = 0.95, lambda_u: float = 1.0, ema_decay: float | None = 0.999, **kwargs):
+        kwargs.setdefault("ema_buffers", "copy")
         super().__init__(ema_decay=ema_decay, **kwargs)
         self.threshold = threshold
         self.lambda_u = lambda_u

@@ -47,6 +47,10 @@ class SimMatch(SSLMethod):
         **kwargs,
     ):
         self.projection_dim = projection_dim
+        # Official code: ImageNet's teacher averages parameters only and, run in train mode, keeps its
+        # own BN statistics (simmatch/models/simmatch.py `momentum_update_ema`); the CIFAR code
+        # (TorchSSL) averages parameters and copies the buffers.
+        kwargs.setdefault("ema_buffers", "own" if use_teacher else "copy")
         super().__init__(ema_decay=ema_decay, **kwargs)
         self.threshold, self.lambda_u, self.lambda_in = threshold, lambda_u, lambda_in
         self.temperature, self.alpha = temperature, alpha

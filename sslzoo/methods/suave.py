@@ -24,10 +24,10 @@ class Suave(SwAVCodes):
       5. L = sum of each term times its share of the predicting rows; detached online
          probes on the backbone, hidden and projection outputs get the clean labeled share.
 
-    `mixed_weight`: the official code weighs L_mix by the *number of mixed views* (1)
-    instead of their rows (B), which makes the term almost vanish. "rows" (default) counts
-    its B rows like every other part, i.e. one mean cross-entropy over all rows, which
-    is what the paper describes; "official" reproduces the code.
+    `mixed_weight`: the official code (the published numbers) weighs L_mix by the *number of
+    mixed views* (1) instead of their rows (B), so its share of the loss is 1/total rows;
+    "official" (default) reproduces it. "rows" (our variant, opt-in) counts its B rows like
+    every other part, i.e. one mean cross-entropy over all rows as the paper's Eq. 3 reads.
     """
 
     views = {
@@ -35,7 +35,7 @@ class Suave(SwAVCodes):
         "unlabeled": [{"name": "multicrop"}],
     }
 
-    def __init__(self, mixup_unlabeled: bool = True, mixup_labeled: bool = True, mixed_weight: str = "rows", **kwargs):
+    def __init__(self, mixup_unlabeled: bool = True, mixup_labeled: bool = True, mixed_weight: str = "official", **kwargs):
         if kwargs.get("num_prototypes") not in (None, kwargs.get("num_classes", 10)):
             raise ValueError("Suave's prototypes are its classes: leave num_prototypes unset (it equals num_classes)")
         if mixed_weight not in MIXED_WEIGHTS:

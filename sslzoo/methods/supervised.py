@@ -5,9 +5,14 @@ from .base import SSLMethod
 
 
 class Supervised(SSLMethod):
-    """The labeled-only baseline: cross-entropy on weakly augmented labeled images."""
+    """The labeled-only baseline: cross-entropy on weakly augmented labeled images. Its EMA
+    (when `ema_decay` is set) is FixMatch's: parameters only, live BatchNorm statistics."""
 
     views = {"labeled": ["weak"], "unlabeled": []}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("ema_buffers", "copy")
+        super().__init__(**kwargs)
 
     def training_step(self, batch, batch_idx):
         labeled = batch["labeled"]

@@ -17,8 +17,9 @@ class EMA(nn.Module):
     exactly one update per optimizer step (not per micro-batch) and resume.
 
     Buffers (BatchNorm statistics):
-      "average" - averaged like the parameters (FixMatch's TF EMA covers all variables);
-      "copy"    - copied from the student (USB, SSClustering at epoch end);
+      "average" - averaged like the parameters;
+      "copy"    - copied from the student, so the EMA network uses the live statistics (FixMatch's
+                  TF code averages the trainable variables only; USB; SSClustering at epoch end);
       "own"     - left to the teacher's own forward passes (Mean Teacher, whose
                   teacher runs in train mode and keeps its own statistics).
     Integer buffers (num_batches_tracked) are always copied in "average" mode.

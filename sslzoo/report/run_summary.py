@@ -11,9 +11,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from ..callbacks import run_directory
 from ..methods.clustering_eval import ClusterMethod
+from .records import update_best_last
 
 SUMMARY_FILE = "run_summary.json"
-SUMMARY_FORMAT = 1
+SUMMARY_FORMAT = 2  # 2: metric records keep their recent values and the median over them; "val_split"
 
 # Evaluation metrics worth a results table; all are "higher is better", so best = max.
 TRACKED_METRICS = (
@@ -29,14 +30,12 @@ TRACKED_METRICS = (
 )
 
 
-def update_best_last(record: dict | None, value: float, step: int) -> dict:
-    """A metric's record after one more evaluation: the last value and the best (max) so far.
-    A tie keeps the earlier best, as ModelCheckpoint does."""
-    record = dict(record or {})
-    if "best" not in record or value > record["best"]:
-        record["best"], record["best_step"] = value, step
-    record["last"], record["last_step"] = value, step
-    return record
+def val_split_of(datamodule) -> str | None:
+    """"held-out" when validation uses images held out of the training pool (num_val), "test"
+    when it is the test set (then "best" is selected on the test set), None when unknown."""
+    if datamodule is None or not hasattr(datamodule, "num_val"):
+        return None
+    return "held-out" if datamodule.num_val else "test"
 
 
 def logged_values(metrics: dict, prefix: str) -> dict[str, float]:
@@ -151,6 +150,7 @@ class RunSummary(L.Callback):
             "dataset": dataset_of(datamodule) if datamodule is not None else None,
             "labels": labels_of(datamodule, pl_module) if datamodule is not None else None,
             "num_labels": getattr(datamodule, "num_labels", None),
+            "val_split": val_split_of(datamodule),
             "run_dir": str(root),
             "log_dir_in_run": log_dir_in_run,
             "global_step": step,

@@ -5,6 +5,7 @@ import csv
 import io
 
 from .paper_results import PAPER_METRICS, PaperResult, config_name, find_paper_result
+from .records import MEDIAN_WINDOW
 
 COLUMNS = {
     "run": "run",
@@ -14,6 +15,7 @@ COLUMNS = {
     "labels": "labels",
     "top1_best": "top-1 best",
     "top1_last": "top-1 last",
+    "top1_median": "top-1 median last 20",
     "top1_test": "top-1 test",
     "cluster_acc": "cluster ACC",
     "nmi": "NMI",
@@ -62,6 +64,19 @@ def paper_columns(summary: dict, paper: PaperResult | None) -> tuple[str | None,
     return published, None if all(d is None for d in deltas) else " / ".join(d or "–" for d in deltas)
 
 
+def best_cell(record: dict, val_split: str | None) -> str | None:
+    """The best validation value; marked when validation was the test set (selected on test)."""
+    best = percent(record.get("best"))
+    return f"{best} (selected on test)" if best is not None and val_split == "test" else best
+
+
+def median_cell(record: dict) -> str | None:
+    """The median of the last evaluations (FixMatch's protocol), with their count when fewer than 20."""
+    median = percent(record.get("median"))
+    count = record.get("median_of")
+    return f"{median} (of {count})" if median is not None and count is not None and count < MEDIAN_WINDOW else median
+
+
 def row(summary: dict, run: str, paper_results: list[PaperResult]) -> dict[str, str | None]:
     config_files = summary.get("config_files") or []
     val_acc = summary.get("val", {}).get("acc", {})
@@ -76,8 +91,9 @@ def row(summary: dict, run: str, paper_results: list[PaperResult]) -> dict[str, 
         "method": summary.get("method"),
         "dataset": summary.get("dataset"),
         "labels": summary.get("labels"),
-        "top1_best": percent(val_acc.get("best")),
+        "top1_best": best_cell(val_acc, summary.get("val_split")),
         "top1_last": percent(val_acc.get("last")),
+        "top1_median": median_cell(val_acc),
         "top1_test": test_acc,
         "cluster_acc": percent(final_value(summary, clustering_acc_name(summary))),
         "nmi": percent(final_value(summary, "nmi")),

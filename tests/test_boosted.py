@@ -1,5 +1,6 @@
 """Boosted SSL end to end: phases as epochs of one run, targets, optimizers, EMA and resume."""
 import json
+import math
 from pathlib import Path
 
 import lightning as L
@@ -121,3 +122,85 @@ def test_paper_variant_squares_the_distance_of_the_confidence_rule():
 def test_paper_variant_runs_a_round(tmp_path):
     method, _ = _run(tmp_path, epochs=4, paper_variant=True)
     assert method.cluster_targets.counts().tolist() == [16, 16, 16, 16]
+
+
+# Review fixes (issue 15): the official behaviours, pinned.
+
+
+def _method(**options):
+    return BoostedFixMatch(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS, **{**BOOST, "warmup_epochs": 0, **options})
+
+
+def test_ema_decay_warms_up_as_the_official_model_ema():
+    method = _method()
+    # utils/ema.py: decay = min(0.999, (step + 1) / (step + 10)), step = earlier updates
+    assert method.ema_decay_at(0) == pytest.approx(0.1)
+    assert method.ema_decay_at(9) == pytest.approx(10 / 19)
+    assert method.ema_decay_at(100_000) == pytest.approx(0.999)
+    assert _method(ema_warmup=False).ema_decay_at(0) == pytest.approx(0.999)
+
+
+class _RowCounter:
+    def __init__(self, module):
+        self.rows = []
+        module.register_forward_pre_hook(lambda _, args: self.rows.append(len(args[0])))
+
+
+@pytest.mark.parametrize("forward, gradient_rows", [("kept", 2 * 4), ("all", 2 * 8)])
+def test_clustering_gradient_pass_forwards_only_the_kept_images(forward, gradient_rows):
+    method = _method(alpha=0.5, rho=0.0, clustering_forward=forward)  # 4 of 8 images hold a target, no pseudo-targets
+    method._unlabeled_indices = torch.arange(8)
+    method.cluster_targets.reset(8)
+    counter = _RowCounter(method.network)
+    torch.manual_seed(0)
+    views = [torch.randn(8, 3, 8, 8) for _ in range(3)]  # clean + r = 2 augmentations
+    loss = method.clustering_step({"x": views, "idx": torch.arange(8)})
+    assert counter.rows == [8, gradient_rows] and loss.requires_grad
+
+
+class _Logits(torch.nn.Module):
+    """A 'network' whose logits are its inputs, to check the FixMatch phase's loss by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Identity()
+        self.head = torch.nn.Linear(1, 1)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+@pytest.mark.parametrize("weak_forward, reduction, rows, unsup", [
+    ("separate", "confident", [4, 2], math.log(2)),      # CTAFixMatch.ss_batch: weak alone, then [x; confident strong]
+    ("separate", "all", [4, 5], math.log(2) / 4),
+    ("joint", "confident", [9], math.log(2)),
+    ("joint", "all", [9], math.log(2) / 4),              # official FixMatch: / muB
+])
+def test_fixmatch_phase_forward_and_unlabeled_mean(weak_forward, reduction, rows, unsup):
+    method = _method(strong_augment="randaugment", weak_forward=weak_forward, unlabeled_reduction=reduction)
+    method.network = _Logits()
+    counter = _RowCounter(method.network)
+    weak = torch.tensor([[5.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])  # only image 0 is confident (p = 0.993)
+    strong = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    batch = {"labeled": {"x": torch.zeros(1, 2), "y": torch.tensor([0])},
+             "unlabeled": {"x": [weak, strong], "y_hidden": torch.tensor([0, 1, 1, 1])}}
+    method.idle_modules = lambda: []
+    loss = method.ssl_step(batch, 0)
+    assert counter.rows == rows
+    assert loss.item() == pytest.approx(math.log(2) + unsup, rel=1e-6)
+
+
+def test_ctaugment_rates_learn_in_fixmatch_steps_and_reach_the_loaders(tmp_path):
+    from datamodules.views.ctaugment import NUM_RATES, shared_rates
+
+    recorder = Recorder()
+    method, _ = _run(tmp_path, epochs=2, callbacks=[recorder])  # warm-up epoch, then one FixMatch epoch of 3 steps
+    assert recorder.views[3] == ["labeled", "unlabeled"]
+    moved = method.cta.rates != 1
+    assert 0 < int(moved.sum()) <= 3 * 4 * 2 * 2  # 3 steps x 4 probes x depth 2 x <= 2 arguments
+    assert torch.equal(shared_rates(), method.cta.rates.cpu())  # what the loaders' workers read
+    assert "cta.rates" in method.state_dict()
+    ssl_views = _method().views  # epoch 0 without warm-up: a FixMatch epoch
+    assert ssl_views == {"labeled": ["clustering", "cta_probe"], "unlabeled": ["weak", "ctaugment"]}
+    assert isinstance(method.rotation_head, torch.nn.Sequential)  # the official MLP head by default

@@ -295,3 +295,167 @@ def test_cluster_target_table_update_is_the_same_on_every_rank(monkeypatch):
     expected = initial_targets(10, 3, 1.0, seed=0)
     expected[torch.tensor([0, 4, 9, 2, 7])] = torch.tensor([1, 1, -1, 0, 2])
     assert torch.equal(tables[0], expected) and torch.equal(tables[1], expected)
+
+
+# Review fixes (issue 15): each test pins the official behaviour with numbers from its formula.
+
+
+def test_official_permutation_cost_weights_the_first_four_unrotated_rows_and_sums():
+    """get_perm_cost_matrix: a class's batch is rotation-major, rows [:4] weigh 0.1, the rest 0.9, summed."""
+    from sslzoo.functional import class_output_costs
+    from sslzoo.functional.permutations import official_row_weights
+
+    # class 0: 5 images (dataset indices 9, 2, 7, 11, 5) x 4 rotations; class 1: 1 image (index 4)
+    indices = torch.tensor([9, 2, 7, 11, 5]).repeat_interleave(4).tolist() + [4] * 4
+    rotations = torch.arange(4).repeat(6)
+    labels = torch.tensor([0] * 20 + [1] * 4)
+    weights = official_row_weights(torch.tensor(indices), labels, rotations)
+    first_four = {2, 5, 7, 9}  # the 4 smallest indices of class 0; index 11 is the fifth
+    expected = [0.1 if (i in first_four or i == 4) and r == 0 else 0.9 for i, r in zip(indices, rotations.tolist())]
+    assert weights.tolist() == pytest.approx(expected)
+    # each row's L1 distance to e_0 is 2 for logits (0, 1): cost[0, 0] = 2 * (4 * 0.1 + 16 * 0.9) = 29.6
+    logits = torch.tensor([[0.0, 1.0]]).repeat(24, 1)
+    cost = class_output_costs(logits, labels, 2, weights)
+    assert cost[0, 0].item() == pytest.approx(29.6) and cost[0, 1].item() == pytest.approx(0.0)
+    assert cost[1, 0].item() == pytest.approx(2 * (0.1 + 3 * 0.9))
+    assert class_output_costs(logits, labels, 2)[0, 0].item() == pytest.approx(2.0)  # "mean": per-class mean
+
+
+def test_rotnet_mlp_head_is_the_official_build_rotnet():
+    from sslzoo.methods.boosted import build_rotation_head
+
+    head = build_rotation_head(128, "mlp")
+    kinds = [type(m).__name__ for m in head]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert [tuple(m.weight.shape) for m in head if isinstance(m, torch.nn.Linear)] == [(128, 128), (128, 128), (4, 128)]
+    assert sum(p.numel() for p in head.parameters()) == 34052  # the official rot_net of WRN-28-2
+    assert all(float(m.bias.detach().abs().sum()) == 0 for m in head if isinstance(m, torch.nn.Linear))
+    assert isinstance(build_rotation_head(128, "linear"), torch.nn.Linear)
+
+
+def test_ssclustering_wrn_is_mish_psbatchnorm_with_the_official_parameter_count():
+    from sslzoo.nets import build_backbone
+    from sslzoo.nets.wide_resnet import ConstantShift
+
+    net = build_backbone("wrn_28_2_mish")
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(bn.eps == 1e-5 and bn.momentum == 0.001 for bn in bns)
+    assert sum(isinstance(m, torch.nn.Mish) for m in net.modules()) == len(bns)
+    assert all(m.shift == 0.1 for m in net.modules() if isinstance(m, ConstantShift))
+    # The official features hold 1,466,320 parameters, 192 of them in the two transition units'
+    # bn1 that their forward computes but never uses (BasicBlock: conv1(x) when not equalInOut).
+    assert sum(p.numel() for p in net.parameters()) == 1466320 - 2 * (32 + 64)
+    # PSBatchNorm: BatchNorm2d(x) + 0.1, i.e. (x - mean) / sqrt(var + eps) * w + b + 0.1
+    norm_act = net.final_norm_act.eval()
+    norm_act[0].running_mean.fill_(1.0)
+    norm_act[0].running_var.fill_(4.0)
+    x = torch.full((1, 128, 1, 1), 3.0)
+    z = (3.0 - 1.0) / (4.0 + 1e-5) ** 0.5 + 0.1
+    assert norm_act(x).flatten()[0].item() == pytest.approx(z * math.tanh(math.log1p(math.exp(z))), rel=1e-6)
+    assert build_backbone("wrn_37_2_mish").feature_dim == 256
+
+
+def test_rotation_view_crops_each_rotation_on_its_own_and_does_not_flip():
+    from datamodules.info import CIFAR10
+    from datamodules.views.compose import View
+    from datamodules.views.geometry import RandomHorizontalFlip
+    from datamodules.views.rotation import RotationView, rotation_view
+
+    view = rotation_view(CIFAR10)
+    assert not any(isinstance(op, RandomHorizontalFlip) for op in view.base.augmentations)
+    img = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    identity = RotationView(View([], lambda x: x.float()))
+    out = identity(img)  # no crop: entry k is PIL's rotate(90 k) = rot90 counter-clockwise
+    assert torch.equal(out[1], torch.rot90(img, 1, dims=(-2, -1)).float())
+    torch.manual_seed(0)
+    out = view(img)
+    unrotated = [torch.rot90(out[k], -k, dims=(-2, -1)) for k in range(4)]
+    assert not all(torch.equal(unrotated[0], u) for u in unrotated[1:])  # four different crops
+    shared = rotation_view(CIFAR10, shared_augmentation=True)(img)
+    assert all(torch.equal(torch.rot90(shared[k], -k, dims=(-2, -1)), shared[0]) for k in range(4))
+
+
+# CTAugment (google-research/fixmatch libml/ctaugment.py)
+
+
+def test_ctaugment_ops_and_bins_are_fixmatchs():
+    from datamodules.views.ctaugment import NUM_RATES, OPS
+
+    bins = {name: b for name, b, _ in OPS}
+    assert len(OPS) == 19 and bins["identity"] == () and bins["posterize"] == (8,) and bins["rescale"] == (17, 6)
+    assert all(b == (17,) for name, b in bins.items() if name not in ("identity", "posterize", "rescale"))
+    assert NUM_RATES == 16 * 17 + 8 + 17 + 6
+
+
+def test_ctaugment_rate_update_and_probabilities_by_hand():
+    from datamodules.views.ctaugment import CTAugmentRates, OFFSETS, OP_NAMES, probe_proximity, rate_to_probabilities
+
+    rates = CTAugmentRates()
+    brightness, rescale = OP_NAMES.index("brightness"), OP_NAMES.index("rescale")
+    # value 0.5 of 17 bins -> bin int(0.5 * 17 * 0.999) = 8; two probes on it, applied in order
+    policies = torch.tensor([[[brightness, 0.5, -1], [rescale, 0.0, 0.99]], [[brightness, 0.5, -1], [OP_NAMES.index("identity"), -1, -1]]])
+    rates.update(policies, torch.tensor([0.2, 0.5]))
+    first = 1 * 0.99 + 0.2 * 0.01
+    assert rates.rates[OFFSETS[brightness][0] + 8].item() == pytest.approx(first * 0.99 + 0.5 * 0.01, rel=1e-6)
+    assert rates.rates[OFFSETS[rescale][0] + 0].item() == pytest.approx(first, rel=1e-6)
+    assert rates.rates[OFFSETS[rescale][1] + 5].item() == pytest.approx(first, rel=1e-6)  # int(0.99 * 6 * 0.999) = 5
+    assert float(rates.rates.sum()) == pytest.approx(303 - 3 + 2 * first + first * 0.99 + 0.005, rel=1e-6)  # 3 bins moved
+    # rate_to_p: (rate + 0.01) / max, zero below 0.8, normalised
+    p = rate_to_probabilities(torch.tensor([1.0, 0.5, 0.9]))
+    assert p.tolist() == pytest.approx([1.0 / (1.0 + 0.91 / 1.01), 0.0, (0.91 / 1.01) / (1.0 + 0.91 / 1.01)])
+    # proximity 1 - |p - onehot|_1 / 2
+    assert probe_proximity(torch.tensor([[0.7, 0.2, 0.1]]), torch.tensor([0])).item() == pytest.approx(0.7)
+
+
+def test_ctaugment_draws_only_bins_above_the_threshold_and_probes_uniformly():
+    from datamodules.views.ctaugment import NUM_RATES, OFFSETS, OPS, sample_policy
+
+    rates = torch.full((NUM_RATES,), 0.1)
+    for op, (_, bins, _) in enumerate(OPS):
+        for offset, n in zip(OFFSETS[op], bins):
+            rates[offset + 3 % n] = 1.0  # one good bin per argument: bin 3
+    torch.manual_seed(0)
+    values = torch.cat([sample_policy(rates, probe=False)[:, 1:].flatten() for _ in range(200)])
+    used = values[values >= 0]
+    assert len(used) > 300 and bool(((used * 17 >= 3) & (used * 17 < 4) | (used * 8 >= 3) & (used * 8 < 4) | (used * 6 >= 3) & (used * 6 < 4)).all())
+    probes = torch.cat([sample_policy(rates, probe=True)[:, 1:].flatten() for _ in range(200)])
+    probes = probes[probes >= 0]
+    assert float((probes < 0.1).float().mean()) > 0.05  # uniform, not the learned bins
+
+
+def test_ctaugment_cutout_is_a_gray_square_of_half_the_side():
+    from datamodules.views.ctaugment import _cutout, _to_pil, _to_tensor
+
+    img = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    torch.manual_seed(3)
+    cx, cy = int(torch.randint(32, ())), int(torch.randint(32, ()))
+    torch.manual_seed(3)
+    out = _to_tensor(_cutout(_to_pil(img), 1.0))  # size 1 + int(32 * 0.499) = 16: [c - 8, c + 8) clipped
+    expected = torch.zeros_like(img)
+    expected[:, max(0, cy - 8):min(32, cy + 8), max(0, cx - 8):min(32, cx + 8)] = 127
+    assert torch.equal(out, expected)
+
+
+class _RatesSeen(torch.utils.data.Dataset):
+    def __init__(self):
+        from datamodules.views.ctaugment import CTAugment
+
+        self.view = CTAugment()
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return self.view.rates.sum()
+
+
+def test_published_rates_reach_running_dataloader_workers():
+    from datamodules.views.ctaugment import CTAugmentRates
+
+    rates = CTAugmentRates()
+    rates.publish()
+    loader = torch.utils.data.DataLoader(_RatesSeen(), batch_size=4, num_workers=1, persistent_workers=True)
+    assert next(iter(loader)).tolist() == [303.0] * 4
+    rates.rates.fill_(0.5)
+    rates.publish()  # the same worker process, started before, reads the new values
+    assert next(iter(loader)).tolist() == [151.5] * 4

@@ -41,16 +41,29 @@ def recipe_files() -> list[Path]:
     return sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.relative_to(EXPERIMENTS).parts[0] not in NOT_RECIPES)
 
 
+class _Required:
+    """The "default" of an argument without one: no value equals it, so every value needs a source."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED = _Required()
+
+
 def signature_defaults(cls) -> dict:
-    """Defaults of every __init__ argument along the MRO (a subclass's default wins)."""
+    """Defaults of every __init__ argument along the MRO (a subclass's default wins); a required
+    argument (ArrayDataModule's `path`) maps to REQUIRED."""
     defaults: dict = {}
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        for name, parameter in inspect.signature(init).parameters.items():
-            if parameter.default is not inspect.Parameter.empty:
-                defaults.setdefault(name, parameter.default)
+        for name, parameter in list(inspect.signature(init).parameters.items())[1:]:  # not self
+            if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                continue
+            empty = parameter.default is inspect.Parameter.empty
+            defaults.setdefault(name, REQUIRED if empty else parameter.default)
     return defaults
 
 
@@ -137,3 +150,9 @@ def test_the_rule_catches_an_unsourced_value(tmp_path):
         "trainer.max_epochs: 3 (default None) has no '# paper:/code:/peer:/ours:' source",
         "model.lambda_u: 2.0 (default 1.0) has no '# paper:/code:/peer:/ours:' source",
     ]
+
+
+def test_a_required_argument_is_an_argument_that_needs_a_source(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("data:\n  class_path: datamodules.ArrayDataModule\n  init_args:\n    path: a.npz\n    name: digits  # ours: a test\n")
+    assert unsourced_values(recipe) == ["data.path: 'a.npz' (default <required>) has no '# paper:/code:/peer:/ours:' source"]

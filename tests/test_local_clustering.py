@@ -40,15 +40,23 @@ def test_gradient_reaches_both_ends_of_a_pair():
 
 
 
-def test_lc_switches_on_after_its_start_epoch(monkeypatch):
+def test_lc_switches_on_in_the_epoch_the_official_loop_first_weights_it(monkeypatch):
+    # Official (one-based epochs): `if epoch >= 3`, weight 10 r(epoch - 3; 4), r(0) = 0, so the first
+    # non-zero weight is at its epoch 4 = our epoch 3: 10 exp(-5 (1 - 1/4)^2) = 0.6005.
     method = LCMeanTeacher(num_classes=4, backbone="tiny_mlp", lc_weight=10.0, lc_start_epoch=3, lc_rampup_epochs=4)
     weights = {}
     for epoch in range(0, 9):
         monkeypatch.setattr(LCMeanTeacher, "current_epoch", property(lambda self, e=epoch: e))
         weights[epoch] = method.lc_weight_now()
-    assert weights[0] == weights[3] == 0.0
-    assert weights[4] == pytest.approx(10 * math.exp(-5 * (1 - 1 / 4) ** 2))
-    assert weights[7] == weights[8] == 10.0
+    assert weights[0] == weights[2] == 0.0
+    assert weights[3] == pytest.approx(10 * math.exp(-5 * (1 - 1 / 4) ** 2)) == pytest.approx(0.6005, abs=1e-4)
+    assert weights[6] == weights[8] == 10.0
+    # The paper's CIFAR-10 schedule: LC at 600 with a 100-epoch ramp is first weighted in our epoch 600.
+    paper = LCMeanTeacher(num_classes=4, backbone="tiny_mlp", lc_weight=10.0, lc_start_epoch=600, lc_rampup_epochs=100)
+    monkeypatch.setattr(LCMeanTeacher, "current_epoch", property(lambda self: 599))
+    assert paper.lc_weight_now() == 0.0
+    monkeypatch.setattr(LCMeanTeacher, "current_epoch", property(lambda self: 600))
+    assert paper.lc_weight_now() == pytest.approx(10 * math.exp(-5 * 0.99**2))
 
 
 def test_lc_meanteacher_trains_and_reports_collapse(tmp_path):
@@ -68,7 +76,8 @@ def test_pair_distances_cover_labeled_unlabeled_and_distinct_unlabeled_pairs():
 
 def test_epsilon_quantile_calibrates_once_when_lc_switches_on(tmp_path):
     dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=2)
-    method = LCMeanTeacher(num_classes=4, backbone="tiny_mlp", epsilon_quantile=0.1, lc_start_epoch=0, lc_rampup_epochs=1)
+    # lc_start_epoch=1: off in epoch 0 (the official epoch 1, r(0) = 0), on from epoch 1.
+    method = LCMeanTeacher(num_classes=4, backbone="tiny_mlp", epsilon_quantile=0.1, lc_start_epoch=1, lc_rampup_epochs=1)
     tiny.tiny_trainer(tmp_path, max_epochs=1).fit(method, datamodule=dm)
     assert method.epsilon == 0  # LC was off during epoch 0: nothing calibrated yet
     trainer = tiny.tiny_trainer(tmp_path, max_epochs=3)

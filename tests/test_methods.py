@@ -73,8 +73,11 @@ def test_meanteacher_consistency_has_gradient_through_the_student(tmp_path):
 
 
 def test_meanteacher_rampup_follows_the_epoch():
+    # Our epoch 0 is LC-MT's epoch 1 (`for epoch in range(1, ...)`): 100 exp(-5 (1 - 1/5)^2) = 4.076.
     method = _method(MeanTeacher, consistency_weight=100.0, rampup_epochs=5)
-    assert method.consistency_weight_now() == pytest.approx(100 * math.exp(-5))
+    assert method.consistency_weight_now() == pytest.approx(100 * math.exp(-5 * 0.8**2)) == pytest.approx(4.0762204)
+    counted_from_zero = _method(MeanTeacher, consistency_weight=100.0, rampup_epochs=5, epochs_from_one=False)
+    assert counted_from_zero.consistency_weight_now() == pytest.approx(100 * math.exp(-5))
 
 
 def test_ema_updates_once_per_optimizer_step_under_accumulation(tmp_path):
@@ -83,6 +86,28 @@ def test_ema_updates_once_per_optimizer_step_under_accumulation(tmp_path):
     trainer = tiny.tiny_trainer(tmp_path, max_epochs=1, accumulate_grad_batches=2)
     trainer.fit(method, datamodule=dm)
     assert trainer.global_step == 3 and int(method.ema.num_updates) == 3
+
+
+@pytest.mark.parametrize("cls", [FixMatch, Supervised])
+def test_ema_averages_the_parameters_and_takes_the_live_bn_statistics(tmp_path, cls):
+    """google-research/fixmatch fixmatch.py: ema.apply(utils.model_vars()) averages the trainable
+    variables only; the EMA network evaluates with the live network's BN statistics."""
+    L.seed_everything(0)
+    dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=1)
+    method = _method(cls, ema_decay=0.9)
+    before = {k: v.detach().clone() for k, v in method.network.named_parameters()}
+    trainer = tiny.tiny_trainer(tmp_path, max_steps=1)
+    trainer.fit(method, datamodule=dm)
+    assert method.ema.buffer_mode == "copy" and int(method.ema.num_updates) == 1
+    live_buffers, ema_buffers = dict(method.network.named_buffers()), dict(method.ema.module.named_buffers())
+    running_means = [k for k in live_buffers if k.endswith("running_mean")]
+    assert running_means and all(live_buffers[k].abs().sum() > 0 for k in running_means)  # BN saw the batch
+    for name, buffer in live_buffers.items():
+        assert torch.equal(ema_buffers[name], buffer), name
+    for name, live in method.network.named_parameters():
+        ema = dict(method.ema.module.named_parameters())[name]
+        torch.testing.assert_close(ema, 0.9 * before[name] + 0.1 * live.detach())
+    assert any(not torch.equal(p, before[n]) for n, p in method.network.named_parameters())
 
 
 def test_supervised_uses_labeled_stream_only(tmp_path):

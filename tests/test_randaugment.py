@@ -1,14 +1,17 @@
 """FixMatch RandAugment and Cutout on uint8 tensors, checked against PIL.
 
-Tolerance: none. Every op must equal its PIL definition (kekmodel's
-``fixmatch_augment_pool`` with a grey fill for the geometric ops) pixel for pixel.
+Tolerance: none for the "pytorch_port" variant: every op must equal its PIL definition
+(kekmodel's ``fixmatch_augment_pool`` with a grey fill for the geometric ops) pixel for pixel.
+The "fixmatch_tf" variant is checked against google-research/fixmatch's ops as its
+``apply_policy`` runs them (RGBA images, transparent fill read back as 127.5 grey): exact on
+every pixel the image covers, within half a grey level on the fill.
 """
 import numpy as np
 import pytest
 import torch
 
 from datamodules.views.cutout import Cutout
-from datamodules.views.randaugment import FIXMATCH_OPS, GEOMETRIC_OPS, FixMatchRandAugment, apply_op
+from datamodules.views.randaugment import FIXMATCH_OPS, GEOMETRIC_OPS, RANDAUGMENT_VARIANTS, FixMatchRandAugment, apply_op, op_parameter
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image, ImageEnhance, ImageOps  # noqa: E402
@@ -77,6 +80,86 @@ def test_op_equals_pil(name, channels):
                 assert out.dtype == torch.uint8 and out.shape == img.shape
                 expected = _from_pil(_pil_op(reference_input, name, magnitude, sign))
                 assert torch.equal(out, expected), (name, channels, tuple(img.shape), magnitude, sign)
+
+
+def _official_tf_op(img: torch.Tensor, name: str, v: int, sign: int) -> torch.Tensor:
+    """google-research/fixmatch third_party/auto_augment/augmentations.py, one op of the RA
+    policy as ``apply_policy`` runs it: ``pil_wrap`` (RGBA), the op with its level -> parameter
+    formula, ``pil_unwrap`` (alpha 0 -> 0 in [-1, 1], i.e. grey 127.5). Float grey levels."""
+    pil = Image.fromarray(img.permute(1, 2, 0).numpy()).convert("RGBA")
+    float_parameter = lambda maxval: float(v) * maxval / 10  # noqa: E731
+    int_parameter = lambda maxval: int(v * maxval / 10)  # noqa: E731
+    on_rgb = lambda op: lambda im: op(im.convert("RGB")).convert("RGBA")  # noqa: E731
+    enhance = lambda enhancer: lambda im: enhancer(im).enhance(float_parameter(1.8) + 0.1)  # noqa: E731
+    affine = lambda coeffs: lambda im: im.transform(im.size, Image.AFFINE, coeffs)  # noqa: E731
+    ops = {
+        "Identity": lambda im: im,
+        "AutoContrast": on_rgb(ImageOps.autocontrast),
+        "Equalize": on_rgb(ImageOps.equalize),
+        "Rotate": lambda im: im.rotate(sign * int_parameter(30)),
+        "Posterize": on_rgb(lambda im: ImageOps.posterize(im, 4 - int_parameter(4))),
+        "Solarize": on_rgb(lambda im: ImageOps.solarize(im, 256 - int_parameter(256))),
+        "Color": enhance(ImageEnhance.Color),
+        "Contrast": enhance(ImageEnhance.Contrast),
+        "Brightness": enhance(ImageEnhance.Brightness),
+        "Sharpness": enhance(ImageEnhance.Sharpness),
+        "ShearX": affine((1, sign * float_parameter(0.3), 0, 0, 1, 0)),
+        "ShearY": affine((1, 0, 0, sign * float_parameter(0.3), 1, 0)),
+        "TranslateX": affine((1, 0, sign * int_parameter(10), 0, 1, 0)),
+        "TranslateY": affine((1, 0, 0, 0, 1, sign * int_parameter(10))),
+    }
+    rgba = np.asarray(ops[name](pil), dtype=np.float64)
+    rgb = rgba[..., :3].copy()
+    rgb[rgba[..., 3] == 0] = 127.5
+    return torch.from_numpy(rgb).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("name", FIXMATCH_OPS)
+def test_fixmatch_tf_op_equals_the_official_op(name):
+    signs = (1, -1) if name in GEOMETRIC_OPS else (1,)
+    for img in _images(3):
+        for magnitude in (1, 2, 4, 5, 9):
+            for sign in signs:
+                out = apply_op(img, name, magnitude, sign, fill=128, variant="fixmatch_tf")
+                error = (out.double() - _official_tf_op(img, name, magnitude, sign)).abs().max()
+                assert error <= 0.5, (name, tuple(img.shape), magnitude, sign, float(error))
+
+
+def test_variant_ranges_by_hand():
+    """The ranges of both sources at magnitudes 1 and 9, on a 96 px image (STL-10)."""
+    tf = lambda name, v: op_parameter(name, v, 1, 96, 96, "fixmatch_tf")  # noqa: E731
+    port = lambda name, v: op_parameter(name, v, 1, 96, 96, "pytorch_port")  # noqa: E731
+    for name in ("Color", "Contrast", "Brightness", "Sharpness"):
+        assert (tf(name, 1), tf(name, 9)) == pytest.approx((0.28, 1.72))  # 0.1 + 1.8 v / 10
+        assert (port(name, 1), port(name, 9)) == pytest.approx((0.14, 0.86))  # 0.05 + 0.9 v / 10
+    assert [tf("Posterize", v) for v in range(1, 10)] == [4, 4, 3, 3, 2, 2, 2, 1, 1]
+    assert [port("Posterize", v) for v in range(1, 10)] == [4, 4, 5, 5, 6, 6, 6, 7, 7]
+    assert (tf("TranslateX", 9), port("TranslateX", 9), op_parameter("TranslateY", 9, -1, 32, 32, "pytorch_port")) == (9, 25, -8)
+    for name, values in {"Rotate": (3, 27), "Solarize": (231, 26), "ShearX": (0.03, 0.27)}.items():
+        assert (tf(name, 1), tf(name, 9)) == (port(name, 1), port(name, 9)) == pytest.approx(values)
+    assert set(RANDAUGMENT_VARIANTS["fixmatch_tf"]) == set(RANDAUGMENT_VARIANTS["pytorch_port"]) == set(FIXMATCH_OPS)
+
+
+def test_fixmatch_tf_translates_in_pixels_whatever_the_size():
+    img = torch.arange(96, dtype=torch.uint8).repeat(3, 96, 1)  # column index
+    for variant, shift in (("fixmatch_tf", 9), ("pytorch_port", 25)):
+        out = apply_op(img, "TranslateX", 9, 1, variant=variant)
+        assert torch.equal(out[:, :, : 96 - shift], img[:, :, shift:]) and (out[:, :, 96 - shift :] == 128).all()
+
+
+def test_randaugment_variant_reaches_every_op_and_rejects_unknown_names():
+    img = _images(3)[1]
+    augment = FixMatchRandAugment(variant="fixmatch_tf")
+    for seed in range(10):
+        out = augment(img, generator=torch.Generator().manual_seed(seed))
+        expected = img
+        for name, magnitude, sign in augment.sample(torch.Generator().manual_seed(seed)):
+            expected = apply_op(expected, name, magnitude, sign, variant="fixmatch_tf")
+        assert torch.equal(out, expected)
+    with pytest.raises(ValueError, match="unknown RandAugment variant 'tf'; choose one of: pytorch_port, fixmatch_tf"):
+        FixMatchRandAugment(variant="tf")
+    with pytest.raises(ValueError, match="unknown RandAugment variant"):
+        apply_op(img, "Rotate", 3, variant="ra")
 
 
 @pytest.mark.parametrize("name", sorted(GEOMETRIC_OPS))

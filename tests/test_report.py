@@ -24,7 +24,17 @@ def test_best_and_last_of_a_metric():
     record = None
     for step, value in [(10, 0.5), (20, 0.7), (30, 0.7), (40, 0.6)]:
         record = update_best_last(record, value, step)
-    assert record == {"best": 0.7, "best_step": 20, "last": 0.6, "last_step": 40}  # a tie keeps the earlier best
+    assert record == {"best": 0.7, "best_step": 20, "last": 0.6, "last_step": 40,  # a tie keeps the earlier best
+                      "recent": [0.5, 0.7, 0.7, 0.6], "median": pytest.approx(0.65), "median_of": 4}
+
+
+def test_median_of_the_last_20_evaluations():
+    # FixMatch's protocol: the median over the last 20 evaluations; older ones drop out.
+    record = None
+    for step, value in enumerate([0.0] * 5 + [i / 100 for i in range(1, 21)]):
+        record = update_best_last(record, value, step)
+    assert record["recent"] == [i / 100 for i in range(1, 21)] and record["median_of"] == 20
+    assert record["median"] == pytest.approx(0.105)  # (0.10 + 0.11) / 2
 
 
 def test_summary_of_fit_resume_and_test_through_the_cli(tmp_path):
@@ -41,7 +51,9 @@ def test_summary_of_fit_resume_and_test_through_the_cli(tmp_path):
     assert first["config_files"] == [str(config)]
     assert (first["method"], first["datamodule"], first["dataset"], first["labels"]) == ("FixMatch", "ArrayDataModule", "tiny", "8")
     assert (first["global_step"], first["epoch"]) == (3, 1)
-    assert first["val"]["acc"] == {"best": val_acc, "best_step": 3, "last": val_acc, "last_step": 3}
+    assert first["val"]["acc"] == {"best": val_acc, "best_step": 3, "last": val_acc, "last_step": 3,
+                                   "recent": [val_acc], "median": val_acc, "median_of": 1}
+    assert first["val_split"] == "test"  # no num_val: "best" is selected on the test set
     assert {"cluster_acc", "nmi", "ari"} <= first["val"].keys() and "test" not in first
     assert first["fit_seconds"] > 0
 
@@ -59,7 +71,9 @@ def test_summary_of_fit_resume_and_test_through_the_cli(tmp_path):
     resumed = _summary(run, 1)
     val_acc = float(cli.trainer.callback_metrics["val/acc"])
     assert (resumed["global_step"], resumed["epoch"]) == (6, 2)
-    assert resumed["val"]["acc"] == {"best": 0.99, "best_step": 1, "last": val_acc, "last_step": 6}
+    assert resumed["val"]["acc"] == {"best": 0.99, "best_step": 1, "last": val_acc, "last_step": 6,
+                                     "recent": [first["val"]["acc"]["last"], val_acc], "median_of": 2,
+                                     "median": pytest.approx((first["val"]["acc"]["last"] + val_acc) / 2)}
     assert 1000.0 < resumed["fit_seconds"] < 1000.0 + resumed_for
 
     cli = build_cli(["test", *args, "--ckpt_path", str(last)])
@@ -76,7 +90,8 @@ def test_summary_of_fit_resume_and_test_through_the_cli(tmp_path):
     cells = dict(zip(csv_rows[0].split(","), csv_rows[1].split(",")))
     test_acc = 100 * tested["test"]["acc"]
     assert cells["config"] == "toy/fixmatch.yaml" and cells["steps"] == "6" and cells["labels"] == "8"
-    assert cells["top-1 best"] == "99.00" and cells["top-1 test"] == f"{test_acc:.2f}"
+    assert cells["top-1 best"] == "99.00 (selected on test)" and cells["top-1 test"] == f"{test_acc:.2f}"
+    assert cells["top-1 median last 20"] == f"{100 * resumed['val']['acc']['median']:.2f} (of 2)"
     assert cells["paper"] == "50" and cells["Δ"] == f"{test_acc - 50:+.2f}"
 
 
@@ -99,7 +114,7 @@ def hand_made_runs(tmp_path, monkeypatch):
     _write(logs / "version_0", **fixmatch, stage="fit", written_at="2025-01-01T10:00:00+00:00", global_step=100, fit_seconds=60.0,
            val={"acc": _metric(0.5, 0.5)})
     _write(logs / "version_1", **fixmatch, stage="fit", written_at="2025-01-02T10:00:00+00:00", global_step=200, fit_seconds=3725.4,
-           val={"acc": _metric(0.9, 0.88), "cluster_acc": _metric(0.91, 0.89), "nmi": _metric(0.8, 0.79), "ari": _metric(0.7, 0.69)})
+           val_split="held-out", val={"acc": {**_metric(0.9, 0.88), "median": 0.885, "median_of": 20}, "cluster_acc": _metric(0.91, 0.89), "nmi": _metric(0.8, 0.79), "ari": _metric(0.7, 0.69)})
     _write(logs / "version_2", **fixmatch, stage="test", written_at="2025-01-03T10:00:00+00:00", global_step=150, fit_seconds=3000.0,
            val={"acc": _metric(0.9, 0.9)}, test={"acc": 0.885})
     _write(Path("runs/scan/lightning_logs/version_0"), stage="fit", written_at="2025-01-01T10:00:00+00:00", global_step=50,
@@ -107,19 +122,19 @@ def hand_made_runs(tmp_path, monkeypatch):
            dataset="cifar10", labels="none", val={"cluster_acc": _metric(0.81, 0.8), "nmi": _metric(0.71, 0.7), "ari": _metric(0.66, 0.65)})
     # Another run of the FixMatch config with other labels, and a run without a config file: no paper number.
     _write(Path("runs/other/lightning_logs/version_0"), **{**fixmatch, "labels": "250"}, stage="fit", written_at="2025-01-01T10:00:00+00:00",
-           global_step=10, fit_seconds=1.0, val={"acc": _metric(0.6, 0.6)})
+           global_step=10, fit_seconds=1.0, val_split="test", val={"acc": {**_metric(0.6, 0.6), "median": 0.55, "median_of": 3}})
     _write(Path("runs/plain"), config_files=[], method="Supervised", dataset="tiny", labels="8", stage="fit",
            written_at="2025-01-01T10:00:00+00:00", global_step=3, fit_seconds=0.4, val={"acc": _metric(0.25, 0.25)}, log_dir_in_run=".")
     return Path("runs")
 
 
 EXPECTED_MARKDOWN = """\
-| run | config | method | dataset | labels | top-1 best | top-1 last | top-1 test | cluster ACC | NMI | ARI | steps | wall time | paper | Δ |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
-| runs/fixmatch | fixmatch/cifar10_40.yaml | FixMatch | cifar10 | 40 | 90.00 | 88.00 | 88.50 (step 150) | 89.00 | 79.00 | 69.00 | 200 | 1:02:05 | 86.19 | +2.31 |
-| runs/other | fixmatch/cifar10_40.yaml | FixMatch | cifar10 | 250 | 60.00 | 60.00 | – | – | – | – | 10 | 0:00:01 | – | – |
-| runs/plain | – | Supervised | tiny | 8 | 25.00 | 25.00 | – | – | – | – | 3 | 0:00:00 | – | – |
-| runs/scan | scan/cifar10_selflabel.yaml | SCANSelfLabel | cifar10 | none | – | – | – | 80.00 | 70.00 | 65.00 | 50 | 0:01:00 | ACC 83.5 / NMI 73.1 / ARI 69.7 | ACC -3.50 / NMI -3.10 / ARI -4.70 |
+| run | config | method | dataset | labels | top-1 best | top-1 last | top-1 median last 20 | top-1 test | cluster ACC | NMI | ARI | steps | wall time | paper | Δ |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| runs/fixmatch | fixmatch/cifar10_40.yaml | FixMatch | cifar10 | 40 | 90.00 | 88.00 | 88.50 | 88.50 (step 150) | 89.00 | 79.00 | 69.00 | 200 | 1:02:05 | 86.19 | +2.31 |
+| runs/other | fixmatch/cifar10_40.yaml | FixMatch | cifar10 | 250 | 60.00 (selected on test) | 60.00 | 55.00 (of 3) | – | – | – | – | 10 | 0:00:01 | – | – |
+| runs/plain | – | Supervised | tiny | 8 | 25.00 | 25.00 | – | – | – | – | – | 3 | 0:00:00 | – | – |
+| runs/scan | scan/cifar10_selflabel.yaml | SCANSelfLabel | cifar10 | none | – | – | – | – | 80.00 | 70.00 | 65.00 | 50 | 0:01:00 | ACC 87.6 | ACC -7.60 |
 """
 
 
@@ -133,9 +148,9 @@ def test_report_command_formats_output_and_every_version(hand_made_runs, capsys,
         main(["report", str(hand_made_runs / "scan"), "--format", "csv"])
     assert exit.value.code == 0
     assert capsys.readouterr().out == (
-        "run,config,method,dataset,labels,top-1 best,top-1 last,top-1 test,cluster ACC,NMI,ARI,steps,wall time,paper,Δ\n"
-        "runs/scan,scan/cifar10_selflabel.yaml,SCANSelfLabel,cifar10,none,,,,80.00,70.00,65.00,50,0:01:00,"
-        "ACC 83.5 / NMI 73.1 / ARI 69.7,ACC -3.50 / NMI -3.10 / ARI -4.70\n"
+        "run,config,method,dataset,labels,top-1 best,top-1 last,top-1 median last 20,top-1 test,cluster ACC,NMI,ARI,steps,wall time,paper,Δ\n"
+        "runs/scan,scan/cifar10_selflabel.yaml,SCANSelfLabel,cifar10,none,,,,,80.00,70.00,65.00,50,0:01:00,"
+        "ACC 87.6,ACC -7.60\n"
     )
     with pytest.raises(SystemExit):
         main(["report", str(hand_made_runs), "--all", "--output", "table.md"])
@@ -192,7 +207,7 @@ def test_paper_matching_by_config_and_labels():
     assert find_paper_result(["experiments/supervised/cifar10_40.yaml"], "40", results) is None
     assert find_paper_result([], "40", results) is None
     scan = find_paper_result(["experiments/scan/stl10_selflabel.yaml"], "none", results)
-    assert scan.metrics == {"cluster_acc": 70.2, "nmi": 63.2, "ari": 54.8}
+    assert scan.metrics == {"cluster_acc": 76.7}  # the repository protocol (ECCV), not arXiv v1's 70.2
 
 
 def test_run_files_go_to_the_version_folder_or_the_run_folder(tmp_path):

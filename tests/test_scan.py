@@ -225,3 +225,68 @@ def test_scan_two_processes_equal_one(tmp_path, pretext):
     make_dm = functools.partial(_ddp_data, tiny.tiny_npz(tmp_path, num_train=48, num_test=16))
     single, double = ddp.one_vs_two_processes(tmp_path, functools.partial(_ddp_scan, str(pretext)), make_dm, max_steps=4)
     assert single["neighbour_table.neighbours"].shape == (48, 4)
+
+
+def test_imagenet_self_label_ema_replaces_the_trained_weights_after_every_step(tmp_path):
+    """utils/train_utils.py selflabel_train with use_ema: after optimizer.step(), ema.update_params
+    (parameters: shadow = a * shadow + (1 - a) * theta) then ema.apply_shadow (the whole state dict,
+    whose BatchNorm statistics were cloned once at the start). So after one SGD step
+    theta_1 = theta_0 + (1 - a) * (theta_sgd - theta_0), and the BN statistics are theta_0's."""
+    decay = 0.9
+    wrn, wrn_options = tiny.TINY_BACKBONES["tiny_wrn"]  # with BatchNorm
+
+    def one_step(sub, **ema):
+        L.seed_everything(0)
+        method = SCANSelfLabel(num_classes=4, backbone=wrn, backbone_options=wrn_options, threshold=0.0,
+                               optimizer="sgd", lr=0.5, momentum=0.0, nesterov=False, weight_decay=0.0, **ema)
+        _fit(tmp_path / sub, method, _data(tmp_path, unlabeled_batch_size=8), steps=1)
+        return method
+
+    plain = one_step("plain")
+    smoothed = one_step("ema", ema_decay=decay, ema_buffers="own", ema_replaces_weights=True)
+    L.seed_everything(0)  # the two runs' starting weights
+    start = SCANSelfLabel(num_classes=4, backbone=wrn, backbone_options=wrn_options)
+    start_state = start.network.state_dict()
+    trained, sgd = smoothed.network.state_dict(), plain.network.state_dict()
+    assert set(trained) == set(smoothed.ema.module.state_dict())
+    for name, value in trained.items():
+        assert torch.equal(value, smoothed.ema.module.state_dict()[name]), name  # the trained weights are the EMA
+    moved = 0
+    for name, _ in smoothed.network.named_parameters():
+        theta0 = start_state[name]
+        expected = theta0 + (1 - decay) * (sgd[name] - theta0)
+        torch.testing.assert_close(trained[name], expected, rtol=1e-5, atol=1e-6)
+        moved += int(not torch.equal(sgd[name], theta0))
+    assert moved > 0
+    buffers = [name for name, _ in smoothed.network.named_buffers()]
+    assert any("running_mean" in name for name in buffers)
+    for name in buffers:
+        assert torch.equal(trained[name], start_state[name]), name  # BN statistics reset to the start
+        if "running_mean" in name:
+            assert not torch.equal(sgd[name], start_state[name])  # (a train-mode step does move them)
+    with pytest.raises(ValueError, match="ema_buffers: own"):
+        SCANSelfLabel(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS, ema_decay=0.999, ema_replaces_weights=True)
+
+
+def test_simclr_labeled_probe_rows_stay_out_of_the_representations_batchnorm_batch():
+    """SCAN's simclr_train forwards the 2B views only: the probe's labeled rows must change neither
+    the representation's gradients nor its BatchNorm running statistics."""
+    import copy
+
+    wrn, wrn_options = tiny.TINY_BACKBONES["tiny_wrn"]
+    torch.manual_seed(0)
+    method = SimCLR(num_classes=4, backbone=wrn, backbone_options=wrn_options, hidden_dim=16, projection_dim=8, anchors="first")
+    method.train()
+    views = [torch.randn(6, 3, 32, 32), torch.randn(6, 3, 32, 32)]
+    labeled = {"x": torch.randn(5, 3, 32, 32) * 3 + 2, "y": torch.tensor([0, 1, 2, 3, 0])}
+    with_labels, without_labels = copy.deepcopy(method), copy.deepcopy(method)
+    with_labels.training_step({"labeled": labeled, "unlabeled": {"x": views}}, 0).backward()
+    without_labels.training_step({"unlabeled": {"x": views}}, 0).backward()
+    assert with_labels.network.training
+    for (name, a), (_, b) in zip(with_labels.network.named_parameters(), without_labels.network.named_parameters()):
+        assert torch.equal(a.grad, b.grad), name
+    stats = [(name, a, b) for (name, a), (_, b) in zip(with_labels.network.named_buffers(), without_labels.network.named_buffers())]
+    assert any("running_mean" in name for name, _, _ in stats)
+    for name, a, b in stats:
+        assert torch.equal(a, b), name
+    assert all(p.grad is not None for p in with_labels.probes.parameters())  # the probe still learns

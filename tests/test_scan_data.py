@@ -12,9 +12,8 @@ from datamodules.dataset import SSLDataset
 from datamodules.neighbour_pairs import NeighbourPairs
 from datamodules.sources import ArraySource
 from datamodules.views import build_view
-from datamodules.views.cutout import Cutout
 from datamodules.views.geometry import RandomHorizontalFlip
-from datamodules.views.randaugment import FixMatchRandAugment
+from datamodules.views.scan import SCAN_OP_NAMES, SCAN_OPS, ScanAugment, ScanCutout, scan_op_value
 
 COMMON = dict(batch_size=4, unlabeled_ratio=2, eval_batch_size=8, num_workers=0, shuffle_seed=0)
 SCAN_VIEWS = {"labeled": [], "unlabeled": ["scan_strong"]}
@@ -32,18 +31,66 @@ def _seeded(view, img, seed):
 # ---- the scan_strong view ----------------------------------------------------
 
 
-def test_scan_strong_is_flip_four_ops_always_then_normalise_and_random_cutout():
+def test_scan_strong_is_flip_four_scan_ops_always_then_normalise_and_random_cutout():
     ops = list(build_view("scan_strong", infos.CIFAR10).augmentations)
     assert isinstance(ops[0], RandomHorizontalFlip) and len(ops) == 2
-    assert (ops[1].num_ops, ops[1].apply_prob, ops[1].fill) == (4, 1.0, 0)
+    assert isinstance(ops[1], ScanAugment) and (ops[1].num_ops, ops[1].fill) == (4, 0)
     for info, options, side in ((infos.CIFAR10, {}, 16), (infos.STL10, {"cutout_max": 32}, 32), (infos.IMAGENET, {"cutout_max": 75}, 75)):
-        view = build_view({"name": "scan_strong", **options}, info)
-        cutout = view.normalize[-1]
-        assert isinstance(cutout, Cutout) and cutout.random_size and cutout.size == side and cutout.fill == 0
-    imagenet = list(build_view("scan_strong", infos.IMAGENET).augmentations)
-    assert type(imagenet[0]).__name__ == "RandomResizedCrop" and isinstance(imagenet[-1], FixMatchRandAugment)
+        cutout = build_view({"name": "scan_strong", **options}, info).normalize[-1]
+        assert isinstance(cutout, ScanCutout) and cutout.max_length == side
+    # ImageNet: SCAN's dataset resizes the short side to 256, then flip and RandomCrop(224).
+    imagenet = [type(op).__name__ for op in build_view("scan_strong", infos.IMAGENET).augmentations]
+    assert imagenet == ["Resize", "RandomHorizontalFlip", "RandomCrop", "ScanAugment"]
+    resized = [type(op).__name__ for op in build_view({"name": "scan_strong", "crop_scale": [0.08, 1.0]}, infos.IMAGENET).augmentations]
+    assert resized[0] == "RandomResizedCrop"
     with pytest.raises(ValueError, match="cutout_max must be >= 1"):
         build_view({"name": "scan_strong", "cutout_max": 0}, infos.CIFAR10)
+
+
+def test_scan_op_values_span_the_official_ranges_at_max_magnitude():
+    """data/augment.py augment_list: value = u * (high - low) + low, then random_mirror flips the
+    sign of Rotate/Shear/Translate; shear and translate stop at 0.1 (FixMatch's reach 0.3 * 9/10)."""
+    top = 1.0 - 2 ** -52  # the largest u random.random() returns
+    expected = {"Rotate": 30.0, "Solarize": 256.0, "Color": 0.95, "Contrast": 0.95, "Brightness": 0.95, "Sharpness": 0.95,
+                "ShearX": 0.1, "ShearY": 0.1, "TranslateX": 0.1, "TranslateY": 0.1}
+    for name, value in expected.items():
+        assert scan_op_value(name, top, 0.0) == pytest.approx(value)
+    assert scan_op_value("Rotate", top, 0.9) == pytest.approx(-30.0)  # mirrored
+    assert scan_op_value("Rotate", 0.0, 0.0) == -30.0 and scan_op_value("Rotate", 0.0, 0.9) == 30.0
+    assert scan_op_value("Color", 0.0, 0.9) == 0.05  # colour ops are never mirrored
+    assert int(scan_op_value("Posterize", top, 0.0)) == 7 and int(scan_op_value("Posterize", 0.0, 0.0)) == 4
+    assert len(SCAN_OP_NAMES) == 14 and "Invert" not in SCAN_OP_NAMES
+    # Sampled values never leave the ranges.
+    values = {}
+    augment = ScanAugment(num_ops=4)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3000):
+        for name, value in augment.sample(generator):
+            values.setdefault(name, []).append(value)
+    assert max(abs(v) for v in values["ShearX"]) <= 0.1 and max(abs(v) for v in values["TranslateY"]) <= 0.1
+    assert max(abs(v) for v in values["Rotate"]) <= 30.0 and 0.05 <= min(values["Sharpness"]) <= max(values["Sharpness"]) <= 0.95
+
+
+def test_scan_ops_at_max_magnitude_match_pil():
+    """Each op at the edge of its range gives PIL's image (nearest sampling, black fill)."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    img = _image(32, seed=5)
+    pil = Image.fromarray(img.permute(1, 2, 0).numpy())
+    references = {
+        ("TranslateX", 0.1): pil.transform(pil.size, Image.AFFINE, (1, 0, 0.1 * 32, 0, 1, 0)),
+        ("TranslateY", -0.1): pil.transform(pil.size, Image.AFFINE, (1, 0, 0, 0, 1, -0.1 * 32)),
+        ("ShearX", 0.1): pil.transform(pil.size, Image.AFFINE, (1, 0.1, 0, 0, 1, 0)),
+        ("ShearY", -0.1): pil.transform(pil.size, Image.AFFINE, (1, 0, 0, -0.1, 1, 0)),
+        ("Rotate", 29.7): pil.rotate(29.7),
+        ("Solarize", 200.5): ImageOps.solarize(pil, 200.5),
+        ("Posterize", 7.99): ImageOps.posterize(pil, 7),
+        ("Color", 0.95): ImageEnhance.Color(pil).enhance(0.95),
+        ("Sharpness", 0.05): ImageEnhance.Sharpness(pil).enhance(0.05),
+    }
+    for (name, value), reference in references.items():
+        ours = SCAN_OPS[name][0](img, value, 0)
+        assert torch.equal(ours, torch.from_numpy(np.array(reference)).permute(2, 0, 1)), name
 
 
 @pytest.mark.parametrize("info, size", [(infos.CIFAR10, 32), (infos.STL10, 96), (infos.IMAGENET, 250)])
@@ -64,27 +111,32 @@ def test_scan_strong_cutout_is_a_square_of_mean_colour_after_normalisation():
         for op in view.augmentations:
             pre = op(pre)
         reference = view.normalize[0](pre)
-        hole = (out != reference).any(0) | (out == 0).all(0)
+        hole = (out != reference).any(0) | ((out == 0).all(0) & (reference != 0).any(0))
+        if not hole.any():
+            continue  # L = 1: SCAN's square [c - 0, c + 0) is empty
         rows, cols = hole.any(1).nonzero().flatten(), hole.any(0).nonzero().flatten()
         height, width = int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
         assert 1 <= max(height, width) <= 16 and int(hole.sum()) == height * width  # one filled (clipped) square
         assert (out[:, hole] == 0).all() and torch.equal(out[:, ~hole], reference[:, ~hole])
 
 
-def test_random_size_cutout_side_is_uniform_in_one_to_max():
-    cutout, img = Cutout(16, fill=0.0, random_size=True), torch.ones(1, 256, 256)
+def test_scan_cutout_side_is_length_rounded_down_to_even():
+    """data/augment.py Cutout: length ~ randint(1, 16), mask[y - length//2 : y + length//2]: sides
+    0, 2, ..., 16 with probabilities 1/16, 2/16, ..., 2/16, 1/16 (squares off the border)."""
+    cutout, img = ScanCutout(16), torch.ones(1, 128, 128)
     torch.manual_seed(0)
     sides = []
-    for _ in range(1600):
-        hole = cutout(img)[0] == 0
-        sides.append(max(int(hole.any(1).sum()), int(hole.any(0).sum())))
+    while len(sides) < 3200:
+        hole = (cutout(img)[0] == 0).nonzero()
+        if len(hole) and (hole.min() == 0 or hole.max() == 127):
+            continue  # clipped by the border
+        side = 0 if not len(hole) else int(hole[:, 0].max() - hole[:, 0].min() + 1)
+        assert len(hole) == side * side
+        sides.append(side)
     counts = np.bincount(sides, minlength=17)
-    assert counts[0] == 0 and counts[1:].sum() == 1600
-    assert counts[1:].min() > 60 and counts[1:].max() < 150  # ~100 each
-    # Without random_size the draws and the square are unchanged.
-    torch.manual_seed(1)
-    fixed = Cutout(16, fill=0.0)(img)[0] == 0
-    assert int(fixed.sum()) <= 256 and max(int(fixed.any(1).sum()), int(fixed.any(0).sum())) == 16
+    assert counts[1::2].sum() == 0  # never odd
+    assert 140 < counts[0] < 270 and 140 < counts[16] < 270  # ~200 each (L = 1; L = 16)
+    assert all(330 < counts[s] < 480 for s in range(2, 16, 2))  # ~400 each (L = s, s + 1)
 
 
 # ---- NeighbourPairs ----------------------------------------------------------

@@ -1,3 +1,6 @@
+import copy
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -115,3 +118,115 @@ def test_both_bank_variants_run(tmp_path, use_teacher):
     tiny.tiny_trainer(tmp_path, max_steps=2).fit(method, datamodule=dm)
     if use_teacher:  # the bank holds the teacher's embeddings of the last labeled batch
         assert method.ema is not None
+
+
+TINY_BN_WRN = {"backbone": "wide_resnet", "backbone_options": {"depth": 10, "widen_factor": 1, "bn_momentum": 0.5}}
+
+
+def _one_step_with_snapshot(tmp_path, **method_args):
+    """Fit one optimizer step; return (method, its batch, the EMA network as it was before the step)."""
+    dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=1)
+    method = SimMatch(num_classes=4, bank_warmup_epochs=0, ema_decay=0.9, **TINY_BN_WRN, **method_args)
+    seen = {}
+
+    class Snapshot(tiny.L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen["batch"], seen["ema_before"] = batch, copy.deepcopy(pl_module.ema.module)
+
+    trainer = tiny.tiny_trainer(tmp_path, max_steps=1, callbacks=[Snapshot()])
+    trainer.fit(method, datamodule=dm)
+    return method, seen["batch"], seen["ema_before"]
+
+
+def _bn_buffers(network):
+    return {name: buffer for name, buffer in network.named_buffers() if "running" in name}
+
+
+def test_imagenet_teacher_keeps_its_own_bn_statistics_and_averages_parameters_only(tmp_path):
+    # simmatch models/simmatch.py: momentum_update_ema (no --eman) lerps parameters only, and the
+    # teacher, in train mode (simmatch.py model.train()), updates its BN statistics in its forward.
+    method, batch, teacher_before = _one_step_with_snapshot(tmp_path, use_teacher=True, bank_momentum=0.0)
+    assert method.ema.buffer_mode == "own"
+    expected_teacher = copy.deepcopy(teacher_before).train()
+    with torch.no_grad():
+        expected_teacher.logits_and_projection(torch.cat([batch["labeled"]["x"], batch["unlabeled"]["x"][0]]))
+    teacher, student = _bn_buffers(method.ema.module), _bn_buffers(method.network)
+    for name, value in _bn_buffers(expected_teacher).items():
+        assert torch.equal(teacher[name], value), name  # its own forward's statistics, not averaged
+    assert any(not torch.allclose(teacher[name], student[name]) for name in teacher)  # the check is not vacuous
+    for (name, ema_param), before, param in zip(
+        method.ema.module.named_parameters(), teacher_before.parameters(), method.network.parameters()
+    ):
+        torch.testing.assert_close(ema_param, 0.9 * before + 0.1 * param.detach(), msg=name)
+
+
+def test_cifar_ema_copies_the_student_bn_statistics(tmp_path):
+    # USB semilearn/core/utils/misc.py EMA.update: parameters lerped, buffers cloned from the model.
+    method, _, ema_before = _one_step_with_snapshot(tmp_path)
+    assert method.ema.buffer_mode == "copy"
+    for name, value in _bn_buffers(method.network).items():
+        assert torch.equal(_bn_buffers(method.ema.module)[name], value), name
+    for ema_param, before, param in zip(method.ema.module.parameters(), ema_before.parameters(), method.network.parameters()):
+        torch.testing.assert_close(ema_param, 0.9 * before + 0.1 * param.detach())
+
+
+def test_the_cli_keeps_the_variant_ema_buffers(tmp_path):
+    # LightningCLI passes every parent argument: the base default ("average") must not win.
+    from sslzoo.cli import build_cli
+
+    args = tiny.toy_cli_args(tmp_path)
+    args[args.index("FixMatch")] = "SimMatch"
+    for extra, mode, weights in (([], "copy", "ema"), (["--model.use_teacher", "true"], "own", "student")):
+        cli = build_cli(args + extra, run=False)
+        assert (cli.model.ema.buffer_mode, cli.model.evaluate) == (mode, weights)
+
+
+@pytest.mark.parametrize("use_teacher, evaluate, expected", [(True, None, "student"), (False, None, "ema"), (True, "ema", "ema"), (False, "student", "student")])
+def test_evaluated_weights(use_teacher, evaluate, expected):
+    # Paper §4.2 / simmatch engine.py validate -> model(images) -> SimMatch.forward -> self.main (the
+    # student) on ImageNet; paper §4.1 reports the EMA on CIFAR.
+    method = SimMatch(num_classes=4, backbone="tiny_mlp", use_teacher=use_teacher, evaluate=evaluate).eval()
+    with torch.no_grad():
+        for param in method.ema.module.parameters():
+            param.add_(1.0)  # the teacher and the student now differ
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    chosen = method.network if expected == "student" else method.ema.module
+    other = method.ema.module if expected == "student" else method.network
+    assert torch.equal(method(x), chosen(x)) and not torch.allclose(method(x), other(x))
+
+
+def test_bad_evaluate_and_missing_ema_are_refused():
+    with pytest.raises(ValueError, match="evaluate must be one of"):
+        SimMatch(num_classes=4, backbone="tiny_mlp", evaluate="teacher")
+    with pytest.raises(ValueError, match="need ema_decay"):
+        SimMatch(num_classes=4, backbone="tiny_mlp", use_teacher=True, ema_decay=None)
+
+
+def _recipe(name):
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "experiments" / "simmatch" / name).read_text())
+    return config["model"]["init_args"], config["data"]["init_args"]
+
+
+@pytest.mark.parametrize("name", ["cifar10_40.yaml", "cifar10_250.yaml", "cifar10_4000.yaml", "cifar100_400.yaml", "cifar100_2500.yaml", "cifar100_10000.yaml"])
+def test_cifar_recipes_follow_the_paper(name):
+    # Paper §4.1: "the rest of the training set" is unlabeled; WRN28-2 / WRN28-8; one set of
+    # hyper-parameters for both datasets; the EMA is evaluated.
+    model, data = _recipe(name)
+    assert data["include_labeled_in_unlabeled"] is False
+    assert model["backbone"] == ("wrn_28_8" if name.startswith("cifar100") else "wrn_28_2")
+    assert model["weight_decay"] == (1e-3 if name.startswith("cifar100") else 5e-4)
+    paper = dict(threshold=0.95, lambda_u=1.0, lambda_in=1.0, temperature=0.1, alpha=0.9, da_length=32, bank_momentum=0.7, use_teacher=False)
+    assert {key: model[key] for key in paper} == paper
+    assert (model["evaluate"], model["ema_buffers"], data["batch_size"], data["unlabeled_ratio"]) == ("ema", "copy", 64, 7)
+
+
+@pytest.mark.parametrize("name, warmup", [("imagenet_1percent.yaml", 5 * 3963), ("imagenet_10percent.yaml", 5 * 3603)])
+def test_imagenet_recipes_follow_the_official_script(name, warmup):
+    # simmatch script/train.sh + simmatch.py defaults; warm-up = 5 epochs of (1.28M - labeled) / 320 steps.
+    model, data = _recipe(name)
+    official = dict(threshold=0.7, lambda_u=10.0, lambda_in=5.0, temperature=0.1, alpha=0.9, da_length=256, bank_momentum=0.0,
+                    use_teacher=True, ema_decay=0.999, ema_buffers="own", evaluate="student", lr=0.03, weight_decay=1e-4)
+    assert {key: model[key] for key in official} == official
+    assert (model["warmup_steps"], data["include_labeled_in_unlabeled"], data["batch_size"], data["unlabeled_ratio"]) == (warmup, False, 8, 5)

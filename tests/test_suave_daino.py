@@ -105,6 +105,15 @@ def test_every_crop_reaches_the_loss(method):
         assert crop.grad is not None and crop.grad.abs().sum() > 0, f"crop {i} does not reach the loss"
 
 
+def official_probe_loss(model, outputs, labels):
+    """Suave's online_loss: the probes' CE *summed*, each with the method's label smoothing
+    (0.01; suave/main_suave.py:680-683), on the clean labeled rows."""
+    heads = model.probes.heads  # Suave: backbone, hidden, projection = the code's cls_heads (bbone, proj_0, proj_last)
+    return sum(
+        torch.nn.functional.cross_entropy(heads[k](outputs[k][: len(labels)]), labels, label_smoothing=0.01) for k in heads
+    )
+
+
 def test_suave_loss_by_hand():
     """Suave without mixing or queue: shares of the swapped-prediction and labeled losses."""
     model = Suave(mixup_labeled=False, mixup_unlabeled=False, **SMALL_SWAV)
@@ -120,7 +129,7 @@ def test_suave_loss_by_hand():
     swapped = sum(soft_cross_entropy(crop_scores[v] / 0.1, codes[i]) for i in range(2) for v in range(4) if v != i) / 6
     smoothed = torch.full((2, 4), 0.01 / 4) + 0.99 * torch.nn.functional.one_hot(labeled["y"], 4)
     supervised = soft_cross_entropy(labeled_scores / 0.1, smoothed)
-    probe = model.probes.loss({k: outputs[k][:2] for k in model.probes.heads}, labeled["y"])[0]
+    probe = official_probe_loss(model, outputs, labeled["y"])
     torch.testing.assert_close(loss, (16 * swapped + 2 * supervised + 2 * probe) / 18, rtol=1e-5, atol=1e-6)
 
 
@@ -144,7 +153,7 @@ def test_daino_loss_by_hand():
     dino = sum(soft_cross_entropy(student[v] / 0.1, targets[t]) for t in range(2) for v in range(4) if v != t) / 6
     smoothed = torch.full((2, 4), 0.01 / 4) + 0.99 * torch.nn.functional.one_hot(labeled["y"], 4)
     supervised = soft_cross_entropy(outputs["scores"][:2] / 0.1, smoothed)
-    probe = model.probes.loss({k: outputs[k][:2] for k in model.probes.heads}, labeled["y"])[0]
+    probe = official_probe_loss(model, outputs, labeled["y"])
     torch.testing.assert_close(loss, (16 * dino + 2 * supervised + 2 * probe) / 18, rtol=1e-5, atol=1e-6)
     assert len(model._pending_center) == 1  # the centre moves only after the optimizer step
 
@@ -282,3 +291,99 @@ def test_lars_adapts_every_group_like_swav_larc():
     # step = lr * 0.001 * ||p|| / ||g|| * g = 2.8 * 0.001 * 2 / 2000 * 1000 for both, whatever the grad scale
     torch.testing.assert_close(weight.detach(), torch.full((4,), 1 - 0.0028))
     torch.testing.assert_close(bias.detach(), torch.full((4,), 1 - 0.0028))
+
+
+# ---- official behaviour pinned (issue 15) --------------------------------------------------
+def test_suave_default_weighs_the_mixed_view_like_the_official_code():
+    """suave/main_suave.py:597,687-690: mixed_unlab_bs is the number of mixed *views* (1), so the
+    mixed term's share is 1 / (B x crops + labeled rows + 1), not B / total."""
+    model = Suave(mixup_labeled=False, **SMALL_SWAV)  # default mixed_weight
+    seen = {}
+    weigh = model.weighted_terms
+
+    def spy(parts, probe):
+        seen["parts"], seen["terms"] = parts, weigh(parts, probe)
+        return seen["terms"]
+
+    model.weighted_terms = spy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.training_step(_batch(num_labeled=2, batch=4), 0)
+    total = 4 * 4 + 2 + 1  # 4 crops of 4 images, 2 labeled rows, 1 mixed view
+    parts, terms = seen["parts"], seen["terms"]
+    torch.testing.assert_close(terms["mixed"], parts["mixed"][0] / total)
+    torch.testing.assert_close(terms["unsup"], parts["unsup"][0] * 16 / total)
+    torch.testing.assert_close(terms["sup"], parts["sup"][0] * 2 / total)
+
+
+def test_lars_options_give_solo_learns_clipped_lars_without_bn_and_bias():
+    """solo-learn's CIFAR SwAV (scripts/pretrain/cifar-multicrop/swav.yaml: eta 0.02, clip_lr,
+    exclude_bias_n_norm; solo/utils/lars.py): kernels get min(eta ||p|| / (||g|| + wd ||p||) / lr, 1),
+    1-D parameters (no-decay group) plain SGD."""
+    from sslzoo.methods.optim import build_optimizer
+
+    options = {"trust_coeff": 0.02, "trust_clip": True, "always_adapt": False}
+    big, small, bias = torch.nn.Parameter(torch.ones(2, 2)), torch.nn.Parameter(torch.ones(2, 2)), torch.nn.Parameter(torch.ones(4))
+    groups = [{"params": [big, small], "weight_decay": 1e-6}, {"params": [bias], "weight_decay": 0.0}]
+    optimizer = build_optimizer(groups, "lars", lr=0.6, momentum=0.9, lars_options=options)
+    big.grad, small.grad, bias.grad = torch.full((2, 2), 1000.0), torch.full((2, 2), 1e-3), torch.full((4,), 10.0)
+    optimizer.step()
+    # big: ratio 0.02 * 2 / (2000 + 2e-6) / 0.6 < 1 -> step 0.6 * ratio * (1000 + 1e-6) = 0.02
+    torch.testing.assert_close(big.detach(), torch.full((2, 2), 1 - 0.02), rtol=0, atol=1e-7)
+    # small: ratio 0.02 * 2 / 2.000002e-3 / 0.6 = 33 -> clipped to 1: plain step 0.6 * (1e-3 + 1e-6)
+    torch.testing.assert_close(small.detach(), torch.full((2, 2), 1 - 0.6 * (1e-3 + 1e-6)))
+    torch.testing.assert_close(bias.detach(), torch.full((4,), 1 - 6.0))  # 1-D: no trust ratio, lr 0.6
+    with pytest.raises(ValueError, match="unknown lars_options"):
+        build_optimizer(groups, "lars", lr=0.6, lars_options={"eta": 0.02})
+    with pytest.raises(ValueError, match="lars_options are for optimizer 'lars'"):
+        build_optimizer(groups, "sgd", lr=0.6, lars_options=options)
+
+
+def test_suave_with_a_momentum_teacher_evaluates_the_online_model():
+    """suave/main_suave.py:501 validate(val_loader, model): the online network, not the EMA teacher."""
+    model = Suave(momentum_teacher=True, ema_decay=0.99, **SMALL_SWAV).eval()
+    with torch.no_grad():
+        for p in model.ema.module.parameters():
+            p.add_(torch.randn_like(p))
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model.network(x)["scores"] / 0.1)
+        teacher = Suave(momentum_teacher=True, ema_decay=0.99, evaluate="ema", **SMALL_SWAV).eval()
+        teacher.load_state_dict(model.state_dict())
+        torch.testing.assert_close(teacher(x), model.ema.module(x)["scores"] / 0.1)
+    with pytest.raises(ValueError, match="needs an EMA copy"):
+        Suave(evaluate="ema", **SMALL_SWAV)
+
+
+def test_teacher_prototypes_are_unit_norm_at_every_teacher_forward(tmp_path):
+    """suave/main_suave.py:577-580 normalises the momentum encoder's prototypes before every step."""
+    dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path), steps_per_epoch=3, unlabeled_views=MULTICROP, labeled_views=["weak"])
+    model = Suave(momentum_teacher=True, ema_decay=0.5, ema_buffers="own", **SMALL_SWAV)
+    prototypes = model.ema.module.head.prototypes
+    with torch.no_grad():
+        prototypes.layer.weight.mul_(3.0)  # off the sphere, as an EMA update leaves them (less so)
+    norms, forward = [], prototypes.forward
+
+    def spy(z):
+        norms.append(prototypes.weight.norm(dim=1).clone())
+        return forward(z)
+
+    prototypes.forward = spy
+    tiny.tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0).fit(model, datamodule=dm)
+    assert len(norms) == 3
+    for step_norms in norms:
+        torch.testing.assert_close(step_norms, torch.ones(4))
+
+
+def test_light_labeled_view_has_the_official_hue():
+    """suave/main_suave.py:315-322 light_augment_lab: ColorJitter(0.1, 0.1, 0.1, 0.1), no greyscale."""
+    from datamodules.views.contrastive import ColorJitter, RandomGrayscale, simclr_view
+
+    info = type("Info", (), {"fixed_size": False, "image_size": 224, "mean": (0.5,) * 3, "std": (0.25,) * 3})()
+    view = simclr_view(info, strength=0.125, hue=0.1, gray_prob=0.0, blur_prob=0.0, crop_scale=[0.08, 1.0])
+    jitter = next(m for m in view.modules() if isinstance(m, ColorJitter))
+    ranges = [float(v) for b in (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) for v in b]
+    assert ranges == pytest.approx([0.9, 1.1, 0.9, 1.1, 0.9, 1.1, -0.1, 0.1])
+    assert next(m for m in view.modules() if isinstance(m, RandomGrayscale)).p == 0.0
+    default = next(m for m in simclr_view(info, strength=0.125).modules() if isinstance(m, ColorJitter))
+    assert list(default.hue) == pytest.approx([-0.025, 0.025])  # SimCLR's 0.2 s without `hue`

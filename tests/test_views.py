@@ -67,8 +67,68 @@ def test_strong_view_is_weak_then_randaugment_then_half_size_cutout():
 
     for info, side in ((infos.CIFAR10, 16), (infos.STL10, 48)):
         ops = list(build_view("strong", info).augmentations)
-        assert isinstance(ops[-2], FixMatchRandAugment) and ops[-2].num_ops == 2
+        assert isinstance(ops[-2], FixMatchRandAugment) and ops[-2].num_ops == 2 and ops[-2].variant == "pytorch_port"
         assert isinstance(ops[-1], Cutout) and ops[-1].size == side
+    ops = build_view({"name": "strong", "cutout": 16, "randaugment": "fixmatch_tf"}, infos.STL10).augmentations
+    assert ops[-1].size == 16 and ops[-2].variant == "fixmatch_tf"
+    assert build_view({"name": "strong", "cutout_fraction": 0.25}, infos.STL10).augmentations[-1].size == 24
+
+
+def test_strong_view_rejects_an_ambiguous_or_fractional_cutout():
+    with pytest.raises(ValueError, match="`cutout` \\(pixels\\) or `cutout_fraction`, not both"):
+        build_view({"name": "strong", "cutout": 16, "cutout_fraction": 0.5}, infos.STL10)
+    with pytest.raises(ValueError, match="whole pixels"):
+        build_view({"name": "strong", "cutout": 0.5}, infos.STL10)
+    with pytest.raises(ValueError, match="unknown RandAugment variant"):
+        build_view({"name": "strong", "randaugment": "tf"}, infos.CIFAR10)
+
+
+_RECIPE_INFO = {"CIFAR10DataModule": infos.CIFAR10, "CIFAR100DataModule": infos.CIFAR100, "SVHNDataModule": infos.SVHN, "STL10DataModule": infos.STL10}
+
+
+def _recipe_views(path):
+    import yaml
+
+    data = yaml.safe_load(path.read_text())["data"]
+    info = _RECIPE_INFO[data["class_path"].rpartition(".")[2]]
+    return build_views(data["init_args"]["unlabeled_views"], info).views, info
+
+
+def test_stl10_recipe_cuts_a_16_px_hole_in_96_px_images():
+    """google-research/fixmatch libml/augment.py AugmentPoolRAMC: cutout_numpy(size=16) on every
+    dataset, the square [c - 8, c + 8) clipped to the image; not 0.5 x 96 = 48 px."""
+    from pathlib import Path
+
+    (weak, strong), info = _recipe_views(Path(__file__).resolve().parents[1] / "experiments/fixmatch/stl10_1000.yaml")
+    cutout = strong.augmentations[-1]
+    img = torch.zeros(3, 96, 96, dtype=torch.uint8)
+    for seed in range(20):
+        centre = int(torch.randint(96 * 96, (), generator=torch.Generator().manual_seed(seed)))
+        y0, x0 = divmod(centre, 96)
+        hole = cutout(img, generator=torch.Generator().manual_seed(seed)) != 0
+        expected = torch.zeros(96, 96, dtype=torch.bool)
+        expected[max(0, y0 - 8) : y0 + 8, max(0, x0 - 8) : x0 + 8] = True
+        assert torch.equal(hole, expected.expand(3, 96, 96))
+        if 8 <= y0 <= 88 and 8 <= x0 <= 88:
+            assert int(hole[0].sum()) == 16 * 16
+
+
+def test_fixmatch_recipes_use_the_tf_codes_strong_view():
+    """Every FixMatch paper recipe: weak + (weak, TF RandAugment, 16 px Cutout) on the unlabeled stream."""
+    from pathlib import Path
+
+    from datamodules.views.cutout import Cutout
+    from datamodules.views.randaugment import FixMatchRandAugment
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "experiments/fixmatch").glob("*.yaml"))
+    assert len(recipes) == 10
+    for path in recipes:
+        (weak, strong), info = _recipe_views(path)
+        randaugment, cutout = strong.augmentations[-2:]
+        assert isinstance(randaugment, FixMatchRandAugment) and randaugment.variant == "fixmatch_tf", path.name
+        assert (randaugment.num_ops, randaugment.apply_prob, randaugment.max_magnitude) == (2, 0.5, 10), path.name
+        assert isinstance(cutout, Cutout) and cutout.size == 16, path.name
+        assert not any(isinstance(a, (Cutout, FixMatchRandAugment)) for a in weak.augmentations), path.name
 
 
 def test_multicrop_returns_global_then_local_crops():
@@ -80,8 +140,8 @@ def test_multicrop_returns_global_then_local_crops():
 
 
 def test_rotation_view_stacks_the_four_rotations():
-    out = build_view("rotation", infos.CIFAR10)(_image())
-    assert out.shape == (4, 3, 32, 32)
+    out = build_view({"name": "rotation", "shared_augmentation": True}, infos.CIFAR10)(_image())  # one crop, rotated
+    assert out.shape == (4, 3, 32, 32)  # the default crops each rotation on its own (tests/test_boosted_functional.py)
     for k in range(4):
         torch.testing.assert_close(out[k], torch.rot90(out[0], k, dims=(-2, -1)))
 

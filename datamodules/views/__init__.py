@@ -12,6 +12,7 @@ from typing import Callable
 from .boosted import clustering_view
 from .compose import MultiView, View
 from .contrastive import multicrop_view, simclr_view
+from .ctaugment import cta_probe_view, ctaugment_view
 from .evaluation import eval_view
 from .fixmatch import strong_view, weak_view
 from .rotation import rotation_view
@@ -27,6 +28,7 @@ VIEW_BUILDERS: dict[str, Callable] = {
     "eval": eval_view,
     "clustering": clustering_view,
 }
+VIEW_BUILDERS.update(ctaugment=ctaugment_view, cta_probe=cta_probe_view)  # FixMatch CTA: strong view and labeled probe
 
 
 def register_view(name: str, builder: Callable) -> None:

@@ -235,14 +235,18 @@ class FloatView(View):
     resized crop); the other augmentations work on float and `normalize` is a `UnitNormalize`."""
 
 
-def color_distortion(strength: float, jitter_prob: float = 0.8, gray_prob: float = 0.2, blur_prob: float = 0.0, image_size: int = 32):
+def color_distortion(
+    strength: float, jitter_prob: float = 0.8, gray_prob: float = 0.2, blur_prob: float = 0.0, image_size: int = 32, hue: float | None = None
+):
     """SimCLR's colour distortion: jitter (0.8s, 0.8s, 0.8s, 0.2s) w.p. 0.8, greyscale w.p. 0.2, optional blur.
+    `hue` (None: 0.2s) sets the hue jitter alone, e.g. Suave's light labeled view ColorJitter(0.1, 0.1, 0.1, 0.1).
 
     The ops take and return float images in [0, 1] (e.g. after `RandomResizedCropFloat`).
     """
     s = strength
+    hue = 0.2 * s if hue is None else hue
     ops = [
-        RandomApply([ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=jitter_prob),
+        RandomApply([ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, hue)], p=jitter_prob),
         RandomGrayscale(p=gray_prob),
     ]
     if blur_prob > 0:
@@ -256,19 +260,22 @@ def _default_blur(info) -> float:
     return 0.0 if info.fixed_size else 0.5
 
 
-def _crop_view(info, size: int, scale, strength: float, blur_prob: float, gray_prob: float = 0.2) -> FloatView:
+def _crop_view(info, size: int, scale, strength: float, blur_prob: float, gray_prob: float = 0.2, hue: float | None = None) -> FloatView:
     """RandomResizedCrop(size, scale) + flip + colour distortion + normalisation, in float after the crop."""
     ops = [RandomResizedCropFloat(size, scale=scale), RandomHorizontalFlip()]
-    ops += color_distortion(strength, gray_prob=gray_prob, blur_prob=blur_prob, image_size=size)
+    ops += color_distortion(strength, gray_prob=gray_prob, blur_prob=blur_prob, image_size=size, hue=hue)
     return FloatView(ops, UnitNormalize(info.mean, info.std))
 
 
-def simclr_view(info, crop_scale=None, strength: float = 0.5, blur_prob: float | None = None, gray_prob: float = 0.2) -> View:
+def simclr_view(
+    info, crop_scale=None, strength: float = 0.5, blur_prob: float | None = None, gray_prob: float = 0.2, hue: float | None = None
+) -> View:
     """RandomResizedCrop + flip + colour distortion (SCAN's CIFAR recipe: scale (0.2, 1), s=0.5).
-    With strength 0.5 and no blur it is also Suave's Inception-style labeled view (jitter 0.4/0.4/0.4/0.1)."""
+    With strength 0.5 and no blur it is also Suave's Inception-style labeled view (jitter 0.4/0.4/0.4/0.1);
+    strength 0.125, hue 0.1, no grey is its light fine-tuning view (jitter 0.1/0.1/0.1/0.1)."""
     crop_scale = tuple(crop_scale or ((0.2, 1.0) if info.fixed_size else (0.08, 1.0)))
     blur_prob = _default_blur(info) if blur_prob is None else blur_prob
-    return _crop_view(info, info.image_size, crop_scale, strength, blur_prob, gray_prob)
+    return _crop_view(info, info.image_size, crop_scale, strength, blur_prob, gray_prob, hue)
 
 
 class MultiCrop(torch.nn.Module):

@@ -34,6 +34,9 @@ def _shifted_flat(shape: tuple[int, ...], dy: int, dx: int) -> torch.Tensor:
     return (offsets[:, None] + plane[None, :]).reshape(shape)
 
 
+PADDINGS = ("reflect", "zero")
+
+
 class RandomTranslate(torch.nn.Module):
     """FixMatch's `augment_shift`: reflect-pad by `fraction` of the size, then random crop.
 
@@ -42,11 +45,17 @@ class RandomTranslate(torch.nn.Module):
     building the full padded copy. Small images (a 3x32x32 CIFAR image: 81 shifts) use one
     ``torch.take`` with a cached flat index per shift; larger ones (which must be (C, H, W)
     or (N, C, H, W)) reflect-pad only the sides the shift exposes.
+
+    `padding="zero"` fills the exposed border with 0 (black, before normalisation), as
+    torchvision's ``RandomCrop(32, padding=2)`` does in Mean Teacher / LC-MT's code.
     """
 
-    def __init__(self, fraction: float = 0.125):
+    def __init__(self, fraction: float = 0.125, padding: str = "reflect"):
         super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         self.fraction = fraction
+        self.padding = padding
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         shape = tuple(img.shape)
@@ -54,6 +63,9 @@ class RandomTranslate(torch.nn.Module):
         pad_h, pad_w = round(self.fraction * h), round(self.fraction * w)
         dy = int(torch.randint(-pad_h, pad_h + 1, ()))
         dx = int(torch.randint(-pad_w, pad_w + 1, ()))
+        if self.padding == "zero":
+            kept = img[..., max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
+            return F.pad(kept, (max(0, -dx), max(0, dx), max(0, -dy), max(0, dy)), mode="constant", value=0)
         if img.numel() * (2 * pad_h + 1) * (2 * pad_w + 1) <= _TRANSLATE_TABLE_LIMIT:
             return img.take(_shifted_flat(shape, dy, dx))
         # Rows dy.. (or ..h+dy) keep the image edge on the side that gets padded, so reflecting
@@ -156,9 +168,11 @@ def resize_center_crop(size: int, crop_fraction: float = 0.875) -> v2.Compose:
     return v2.Compose([v2.Resize(round(size / crop_fraction), antialias=True), v2.CenterCrop(size)])
 
 
-def random_crop_geometry(info, hflip: bool | None = None, translate: float = 0.125, crop_scale=(0.08, 1.0)) -> list[torch.nn.Module]:
-    """The 'weak' geometry: flip + translate for fixed-size data, resized crop (area
-    fraction in `crop_scale`) + flip otherwise."""
+def random_crop_geometry(
+    info, hflip: bool | None = None, translate: float = 0.125, crop_scale=(0.08, 1.0), padding: str = "reflect"
+) -> list[torch.nn.Module]:
+    """The 'weak' geometry: flip + translate (`padding` "reflect" or "zero") for fixed-size
+    data, resized crop (area fraction in `crop_scale`) + flip otherwise."""
     flip = info.hflip if hflip is None else hflip
     ops: list[torch.nn.Module] = []
     if not info.fixed_size:
@@ -166,5 +180,5 @@ def random_crop_geometry(info, hflip: bool | None = None, translate: float = 0.1
     if flip:
         ops.append(RandomHorizontalFlip())
     if info.fixed_size and translate > 0:
-        ops.append(RandomTranslate(translate))
+        ops.append(RandomTranslate(translate, padding))
     return ops

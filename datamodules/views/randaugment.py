@@ -1,4 +1,6 @@
-"""FixMatch's RandAugment (kekmodel/FixMatch-pytorch ``RandAugmentMC(n=2, m=10)``) on uint8 (C, H, W) tensors.
+"""FixMatch's RandAugment on uint8 (C, H, W) tensors, in two variants that share the op code:
+kekmodel/FixMatch-pytorch ``RandAugmentMC(n=2, m=10)`` ("pytorch_port") and google-research/fixmatch
+``AugmentPoolRAMC`` ("fixmatch_tf"), which differ only in the magnitude ranges (RANDAUGMENT_VARIANTS).
 
 Every op reproduces its PIL definition (``PIL.ImageOps``, ``PIL.ImageEnhance``,
 ``Image.rotate`` / ``Image.transform(AFFINE)`` with nearest sampling) bit for bit
@@ -6,7 +8,7 @@ on 1- and 3-channel images, using a few direct tensor ops instead of the
 torchvision functional ops, which cost 10-240 us each on a 32 x 32 image.
 Randomness comes only from torch's RNG, so DataLoader worker seeding makes a
 run reproducible. Unlike kekmodel, the geometric ops fill uncovered pixels with
-``fill`` (128, as google-research/fixmatch does) instead of black.
+``fill`` (128; google-research/fixmatch's transparent fill ends as 127.5 grey) instead of black.
 """
 from __future__ import annotations
 
@@ -213,73 +215,124 @@ def rotate(img: Tensor, degrees: float, fill: int) -> Tensor:
 
 # --- The FixMatch op table ---------------------------------------------------------------
 
-# Magnitude mappings exactly as kekmodel's fixmatch_augment_pool: (op, max_v, bias)
-# with level = v * max_v / 10 + bias, written with the same float expressions.
-
-
-def _enhance_factor(v: int) -> float:
-    return float(v) * 0.9 / 10 + 0.05
-
-
-def _shear(v: int, sign: int) -> float:
+# The op code, shared by every variant: name -> f(img, parameter, fill), where the parameter is
+# the op's own unit (enhancement factor, degrees, PIL affine coefficient, pixels, bits, threshold).
+_OPS = {
+    "Identity": lambda img, p, fill: img,
+    "AutoContrast": lambda img, p, fill: autocontrast(img),
+    "Equalize": lambda img, p, fill: equalize(img),
+    "Rotate": lambda img, degrees, fill: rotate(img, degrees, fill),
+    "Solarize": lambda img, threshold, fill: solarize(img, threshold),
+    "Color": lambda img, factor, fill: color(img, factor),
+    "Contrast": lambda img, factor, fill: contrast(img, factor),
+    "Brightness": lambda img, factor, fill: brightness(img, factor),
+    "Sharpness": lambda img, factor, fill: sharpness(img, factor),
     # PIL's shear coefficient s. The same image comes from torchvision's
     # F.affine(shear=degrees(atan(s)) on that axis, center=[0, 0]) (the top-left corner).
-    return sign * (float(v) * 0.3 / 10)
-
-
-def _shift(v: int, sign: int, size: int) -> int:
-    return int(sign * (float(v) * 0.3 / 10) * size)
-
-
-_OPS = {
-    "Identity": lambda img, v, sign, fill: img,
-    "AutoContrast": lambda img, v, sign, fill: autocontrast(img),
-    "Equalize": lambda img, v, sign, fill: equalize(img),
-    "Rotate": lambda img, v, sign, fill: rotate(img, sign * int(v * 30 / 10), fill),
-    "Solarize": lambda img, v, sign, fill: solarize(img, 256 - int(v * 256 / 10)),
-    "Color": lambda img, v, sign, fill: color(img, _enhance_factor(v)),
-    "Contrast": lambda img, v, sign, fill: contrast(img, _enhance_factor(v)),
-    "Brightness": lambda img, v, sign, fill: brightness(img, _enhance_factor(v)),
-    "Sharpness": lambda img, v, sign, fill: sharpness(img, _enhance_factor(v)),
-    "ShearX": lambda img, v, sign, fill: affine(img, (1, _shear(v, sign), 0, 0, 1, 0), fill),
-    "ShearY": lambda img, v, sign, fill: affine(img, (1, 0, 0, _shear(v, sign), 1, 0), fill),
-    "TranslateX": lambda img, v, sign, fill: affine(img, (1, 0, _shift(v, sign, img.shape[-1]), 0, 1, 0), fill),
-    "TranslateY": lambda img, v, sign, fill: affine(img, (1, 0, 0, 0, 1, _shift(v, sign, img.shape[-2])), fill),
-    "Posterize": lambda img, v, sign, fill: posterize(img, int(v * 4 / 10) + 4),
+    "ShearX": lambda img, s, fill: affine(img, (1, s, 0, 0, 1, 0), fill),
+    "ShearY": lambda img, s, fill: affine(img, (1, 0, 0, s, 1, 0), fill),
+    "TranslateX": lambda img, pixels, fill: affine(img, (1, 0, pixels, 0, 1, 0), fill),
+    "TranslateY": lambda img, pixels, fill: affine(img, (1, 0, 0, 0, 1, pixels), fill),
+    "Posterize": lambda img, bits, fill: posterize(img, bits),
 }
 
 FIXMATCH_OPS: tuple[str, ...] = tuple(_OPS)
 GEOMETRIC_OPS: frozenset[str] = frozenset({"Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"})
 
+# Each variant maps a magnitude v (1..9) and a sign to the op's parameter: name -> f(v, sign, height,
+# width), written with the sources' own float expressions. Both use the same 14 ops.
 
-def apply_op(img: Tensor, name: str, magnitude: int, sign: int = 1, fill: int = 128) -> Tensor:
+
+def _no_parameter(v: int, sign: int, height: int, width: int) -> None:
+    return None
+
+
+def _with_enhance_factor(factor) -> dict:
+    return {name: (lambda v, sign, h, w: factor(v)) for name in ("Color", "Contrast", "Brightness", "Sharpness")}
+
+
+_SHARED_LEVELS = {
+    "Identity": _no_parameter,
+    "AutoContrast": _no_parameter,
+    "Equalize": _no_parameter,
+    "Rotate": lambda v, sign, h, w: sign * int(v * 30 / 10),
+    "Solarize": lambda v, sign, h, w: 256 - int(v * 256 / 10),
+    "ShearX": lambda v, sign, h, w: sign * (float(v) * 0.3 / 10),
+    "ShearY": lambda v, sign, h, w: sign * (float(v) * 0.3 / 10),
+}
+
+RANDAUGMENT_VARIANTS: dict[str, dict] = {
+    # kekmodel/FixMatch-pytorch dataset/randaugment.py fixmatch_augment_pool (the paper's Table 12
+    # ranges): factors 0.05 + 0.09 v (0.14..0.86), translate 0.03 v of the image size, 4..7 bits.
+    "pytorch_port": {
+        **_SHARED_LEVELS,
+        **_with_enhance_factor(lambda v: float(v) * 0.9 / 10 + 0.05),
+        "TranslateX": lambda v, sign, h, w: int(sign * (float(v) * 0.3 / 10) * w),
+        "TranslateY": lambda v, sign, h, w: int(sign * (float(v) * 0.3 / 10) * h),
+        "Posterize": lambda v, sign, h, w: int(v * 4 / 10) + 4,
+    },
+    # google-research/fixmatch third_party/auto_augment/augmentations.py, the ops of
+    # libml/augment.py AugmentPoolRAMC (--augment d.d.rac, the paper's FixMatch (RA) runs):
+    # factors 0.1 + 0.18 v (_enhancer_impl, 0.28..1.72), translate int_parameter(v, 10) = v
+    # pixels whatever the image size, posterize 4 - int_parameter(v, 4) = 4..1 bits.
+    "fixmatch_tf": {
+        **_SHARED_LEVELS,
+        **_with_enhance_factor(lambda v: float(v) * 1.8 / 10 + 0.1),
+        "TranslateX": lambda v, sign, h, w: sign * int(v * 10 / 10),
+        "TranslateY": lambda v, sign, h, w: sign * int(v * 10 / 10),
+        "Posterize": lambda v, sign, h, w: 4 - int(v * 4 / 10),
+    },
+}
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in RANDAUGMENT_VARIANTS:
+        raise ValueError(f"unknown RandAugment variant {variant!r}; choose one of: {', '.join(RANDAUGMENT_VARIANTS)}")
+
+
+def op_parameter(name: str, magnitude: int, sign: int, height: int, width: int, variant: str = "pytorch_port"):
+    """The parameter `variant` gives op `name` at `magnitude` and `sign` on a height x width image."""
+    _check_variant(variant)
+    return RANDAUGMENT_VARIANTS[variant][name](magnitude, sign, height, width)
+
+
+def apply_op(img: Tensor, name: str, magnitude: int, sign: int = 1, fill: int = 128, variant: str = "pytorch_port") -> Tensor:
     """Apply one FixMatch op at an integer magnitude (1..9 in FixMatch) to a uint8 (C, H, W) image.
 
     `sign` (+1 or -1) only matters for the geometric ops; +1 follows PIL's
     convention (Rotate: counter-clockwise; the others: positive affine coefficient).
+    `variant` picks the magnitude ranges (:data:`RANDAUGMENT_VARIANTS`).
     """
     if name not in _OPS:
         raise ValueError(f"unknown op '{name}'; FixMatch ops: {', '.join(FIXMATCH_OPS)}")
     if img.dtype != torch.uint8 or img.dim() != 3:
         raise TypeError(f"expected a uint8 (C, H, W) image, got {img.dtype} {tuple(img.shape)}")
-    return _OPS[name](img, magnitude, sign, fill)
+    return _OPS[name](img, op_parameter(name, magnitude, sign, *img.shape[-2:], variant=variant), fill)
 
 
 class FixMatchRandAugment(torch.nn.Module):
     """``RandAugmentMC``: `num_ops` ops drawn with replacement, each with its own magnitude
     v ~ U{1, ..., max_magnitude - 1} and random sign, applied with probability `apply_prob`.
 
+    `variant` picks the magnitude ranges: "pytorch_port" (kekmodel's, the default, so recipes that
+    do not choose, e.g. SimMatch's and the quick start, keep their augmentation) or "fixmatch_tf" (google-research's
+    ``AugmentPoolRAMC``, whose policy draws are the same: 2 ops, p = 0.5, ``randint(1, 10)``).
+    Known difference to the TF code: it runs the ops on RGBA images, so a geometric op's
+    transparent fill is grey (127.5; ours `fill`) unless a later AutoContrast, Equalize,
+    Posterize or Solarize (which convert to RGB) turns it into black.
     Cutout is a separate module (:class:`datamodules.views.cutout.Cutout`).
     """
 
-    def __init__(self, num_ops: int = 2, max_magnitude: int = 10, apply_prob: float = 0.5, fill: int = 128):
+    def __init__(self, num_ops: int = 2, max_magnitude: int = 10, apply_prob: float = 0.5, fill: int = 128, variant: str = "pytorch_port"):
         super().__init__()
         if num_ops < 1 or max_magnitude < 2:
             raise ValueError("need num_ops >= 1 and max_magnitude >= 2")
+        _check_variant(variant)
         self.num_ops = num_ops
         self.max_magnitude = max_magnitude
         self.apply_prob = apply_prob
         self.fill = fill
+        self.variant = variant
 
     def sample(self, generator: torch.Generator | None = None) -> list[tuple[str, int, int]]:
         """Draw one policy: the (op name, magnitude, sign) triples that will be applied."""
@@ -295,8 +348,11 @@ class FixMatchRandAugment(torch.nn.Module):
 
     def forward(self, img: Tensor, generator: torch.Generator | None = None) -> Tensor:
         for name, magnitude, sign in self.sample(generator):
-            img = apply_op(img, name, magnitude, sign, self.fill)
+            img = apply_op(img, name, magnitude, sign, self.fill, self.variant)
         return img
 
     def extra_repr(self) -> str:
-        return f"num_ops={self.num_ops}, max_magnitude={self.max_magnitude}, apply_prob={self.apply_prob}, fill={self.fill}"
+        return (
+            f"num_ops={self.num_ops}, max_magnitude={self.max_magnitude}, apply_prob={self.apply_prob}, "
+            f"fill={self.fill}, variant={self.variant}"
+        )

@@ -10,6 +10,12 @@ is `trainer.test` on the 5,000 test images (evaluated on the EMA weights).
     python experiments/benchmarks/fixed_budget_accuracy.py [--out experiments/benchmarks/fixed_budget_accuracy.json]
         [--steps N] [--epochs E] [--batch-size 16] [--mu 4] [--depth 10] [--widen 2] [--methods supervised,fixmatch,meanteacher]
 
+With `--num-val N --eval-every K`, N images (balanced) are held out of the training pool; every K
+steps the evaluated weights are scored on them and on the test set, and the run reports the test
+accuracy at the best validation point (selection never looks at the test set), the median test
+accuracy over the last `--median-over` evaluations (FixMatch's protocol) and the final one.
+`aggregate_seeds.py` combines runs of several seeds.
+
 `--probe K` runs K steps of each method and prints the seconds per step (to choose --steps for a
 wall-clock budget); it writes nothing. The defaults were chosen that way for ~25 minutes on
 2 CPU cores; nothing was tuned on the test set.

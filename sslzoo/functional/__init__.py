@@ -29,7 +29,7 @@ from .phases import boosted_phase, boosted_total_epochs
 from .precision import float32, upcast
 from .pseudo_labels import confident_labels, confident_pseudo_labels, sharpened_targets, softmax_probs
 from .ramps import linear_rampup, sigmoid_rampup
-from .scan import confidence_based_cross_entropy, entropy, scan_loss
+from .scan import confidence_based_cross_entropy, entropy, scan_loss, scan_validation_loss
 from .sinkhorn import queue_extended_codes, sinkhorn
 from .simmatch import aggregate, align_distribution, instance_logits, propagate_labels, unfold
 from .schedules import SCHEDULES, constant, cosine_between, fixmatch_cosine, linear_decay, warmup_cosine
@@ -90,6 +90,7 @@ __all__ = [
     "confidence_based_cross_entropy",
     "entropy",
     "scan_loss",
+    "scan_validation_loss",
     "adjusted_rand_index",
     "contingency",
     "many_to_one_map",

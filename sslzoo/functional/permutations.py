@@ -9,14 +9,37 @@ import torch
 from .k_best_assignments import k_best_assignments
 
 
-def class_output_costs(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """cost[c, j] = mean over the labeled images of class c of |logits - e_j|_1 (the official
-    code's L1 distance of the raw logits to the one-hots)."""
+def class_output_costs(logits: torch.Tensor, labels: torch.Tensor, num_classes: int, row_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """cost[c, j] from the L1 distances |logits - e_j|_1 of the raw logits to the one-hots of the
+    labeled images of class c (`utils/permutation_utils.py::get_perm_cost_matrix`, `metric='l1'`).
+
+    Without `row_weights`: the mean over the class's rows. With them (`official_row_weights`):
+    the weighted **sum** over the class's rows, as the code accumulates
+    `0.1 * sum(distances[:4]) + 0.9 * sum(distances[4:])` over its `n_repetitions` passes.
+    """
     eye = torch.eye(num_classes, device=logits.device, dtype=torch.float64)
     distances = (logits.double()[:, None, :] - eye[None]).abs().sum(dim=-1)  # [N, K]
+    if row_weights is not None:
+        distances = distances * row_weights.to(distances)[:, None]
     cost = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=logits.device).index_add_(0, labels, distances)
+    if row_weights is not None:
+        return cost
     counts = torch.bincount(labels, minlength=num_classes).clamp_min(1).double()
     return cost / counts[:, None]
+
+
+def official_row_weights(indices: torch.Tensor, labels: torch.Tensor, rotations: torch.Tensor, first_rows: int = 4,
+                         first_weight: float = 0.1, other_weight: float = 0.9) -> torch.Tensor:
+    """The code's row weights: it stacks a class's batch rotation-major (`torch.cat` of the 4
+    rotated copies of the class's images, in dataset order) and weighs rows [:4] 0.1 and the rest
+    0.9. Those 4 rows are the class's first 4 images (smallest dataset index), unrotated; every
+    other (image, rotation) row weighs 0.9. indices/labels/rotations: one entry per row."""
+    weights = torch.full(labels.shape, other_weight, dtype=torch.float64, device=labels.device)
+    for c in labels.unique():
+        rows = labels == c
+        first = indices[rows].unique()[:first_rows]  # unique() sorts
+        weights[rows & (rotations == 0) & torch.isin(indices, first)] = first_weight
+    return weights
 
 
 def nearby_permutations(cost: torch.Tensor, k: int, tolerance: int = 4) -> list[torch.Tensor]:

@@ -37,6 +37,26 @@ def scan_loss(
     return consistency - entropy_weight * spread, consistency, spread
 
 
+@torch.no_grad()
+def scan_validation_loss(
+    probs: torch.Tensor, neighbours: torch.Tensor, pair_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The official model-selection score (utils/evaluate_utils.py scan_evaluate) of one head:
+    over a whole evaluation set with probabilities `probs` [N, C] and each row's mined
+    candidates `neighbours` [N, K+1] (row positions, the row itself included),
+        consistency = BCE(<p_i, p_j>, 1) over every (i, j in neighbours[i]) pair,
+        entropy     = H(mean_i p_i),
+        total       = consistency - entropy      (weight 1, whatever the training weight).
+    `pair_mask` [N, K+1] keeps only some pairs (a partial validation pass).
+    Returns (total, consistency, entropy); the lowest total selects the head and the checkpoint."""
+    probs = probs.float()
+    similarity = (probs.unsqueeze(1) * probs[neighbours]).sum(dim=-1)
+    log_similarity = similarity.log().clamp_min(LOG_FLOOR)
+    consistency = -(log_similarity.mean() if pair_mask is None else log_similarity[pair_mask].mean())
+    spread = entropy(probs.mean(dim=0))
+    return consistency - spread, consistency, spread
+
+
 @float32
 def confidence_based_cross_entropy(
     weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float = 0.99, balance_classes: bool = True

@@ -41,6 +41,7 @@ class SSLMethod(L.LightningModule):
         weight_decay_end: if set, the weight decay follows a cosine from weight_decay to this
             value over training, per optimizer step (DINO: 0.04 -> 0.4).
         decay_norm_and_bias: also decay BN parameters and biases (off: FixMatch decays kernels only).
+        lars_options: timm Lars options over `optim.LARS_DEFAULTS` (trust_coeff, trust_clip, always_adapt).
         scheduler: "fixmatch_cosine" (cos(7 pi k / 16 K)), "warmup_cosine", "linear_decay" or "constant",
             stepped per optimizer step over `trainer.estimated_stepping_batches`.
         warmup_steps, final_lr_fraction: for "warmup_cosine".
@@ -80,6 +81,7 @@ class SSLMethod(L.LightningModule):
         weight_decay: float = 5e-4,
         weight_decay_end: float | None = None,
         decay_norm_and_bias: bool = False,
+        lars_options: dict | None = None,
         scheduler: str = "fixmatch_cosine",
         warmup_steps: int = 0,
         final_lr_fraction: float = 0.0,
@@ -212,7 +214,7 @@ class SSLMethod(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         groups = param_groups(self.trainable_modules(), hp.weight_decay, hp.decay_norm_and_bias)
-        optimizer = build_optimizer(groups, hp.optimizer, self.scaled_learning_rates(lr=hp.lr)["lr"], hp.momentum, hp.nesterov)
+        optimizer = build_optimizer(groups, hp.optimizer, self.scaled_learning_rates(lr=hp.lr)["lr"], hp.momentum, hp.nesterov, hp.lars_options)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = build_scheduler(optimizer, hp.scheduler, total, hp.warmup_steps, hp.final_lr_fraction, hp.decay_start)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

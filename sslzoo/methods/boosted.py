@@ -5,7 +5,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..functional import assign_batch_targets, boosted_phase, class_output_costs, clustering_loss, cross_entropy, nearby_permutations, oracle_accuracy_curve
+from ..functional import (assign_batch_targets, boosted_phase, class_output_costs, clustering_loss, confident_pseudo_labels, cross_entropy,
+                          masked_cross_entropy, nearby_permutations, oracle_accuracy_curve)
+from ..functional.permutations import official_row_weights
 from ..functional.phases import PHASES
 from ..modules import ClusterTargetTable
 from ..modules.distributed import all_gather_uneven
@@ -13,6 +15,33 @@ from .fixmatch import FixMatch
 from .meanteacher import MeanTeacher
 from .optim import build_optimizer, build_scheduler, param_groups
 from .simmatch import SimMatch
+
+
+ROTATION_HEADS = ("mlp", "linear")
+CHOICES = {"rotation_head": ROTATION_HEADS, "clustering_forward": ("kept", "all"), "permutation_cost": ("official", "mean")}
+
+
+def build_rotation_head(feature_dim: int, kind: str = "mlp") -> nn.Module:
+    """RotNet's 4-way head on the backbone features. "mlp" is the official `build_rotnet`:
+    (Linear(d, d)-BatchNorm1d-ReLU) x 2 then Linear(d, 4), d = feature_dim (the last stage's
+    channels); Linear weights Glorot-normal and biases zero (`initialize_weights`). "linear": one
+    Linear(d, 4)."""
+    if kind == "linear":
+        layers = [nn.Linear(feature_dim, 4)]
+    else:
+        layers = [nn.Linear(feature_dim, feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU(inplace=True),
+                  nn.Linear(feature_dim, feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU(inplace=True), nn.Linear(feature_dim, 4)]
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return layers[0] if kind == "linear" else nn.Sequential(*layers)
+
+
+def check_choices(**options) -> None:
+    for name, value in options.items():
+        if value not in CHOICES[name]:
+            raise ValueError(f"{name} must be one of {CHOICES[name]}, got {value!r}")
 
 
 class BoostedSSL:
@@ -33,6 +62,17 @@ class BoostedSSL:
     schedule steps once per SSL epoch; the EMA used for evaluation moves only in SSL steps.
     The trainer must rebuild the loaders every epoch (`reload_dataloaders_every_n_epochs: 1`):
     each phase has its own views and batch (`clustering_batch_size`).
+
+    Official behaviours that are options here (defaults = the code):
+    - `rotation_head`: "mlp" (`build_rotnet`, see `build_rotation_head`) or "linear";
+    - `clustering_forward`: "kept" forwards only the kept images' augmentations in the gradient
+      pass (`clustering_batch` stacks `new_augmented` of the kept images), so only they enter
+      the BatchNorm batch; "all" forwards all r*B augmentations and masks the loss;
+    - `ema_warmup`: the EMA decay is min(ema_decay, (t + 1) / (t + 10)) at its t-th update
+      (`utils/ema.py::ModelEMA.update_params`); off: constant ema_decay;
+    - `permutation_cost`: "official" sums the L1 costs with the code's row weights (0.1 for the
+      first 4 rows of each class's rotation-major batch, 0.9 for the rest;
+      `get_perm_cost_matrix`), "mean" averages them per class.
 
     `paper_variant: true` follows the paper's text instead of its code: squared distances in the
     assignment and in the rho test (f_max > 0.9 rather than 0.98 at rho 0.2) and Eq. 5 summed over
@@ -63,13 +103,18 @@ class BoostedSSL:
         permutation_repeats: int = 10,
         permutation_tolerance: int = 4,
         paper_variant: bool = False,
+        rotation_head: str = "mlp",
+        clustering_forward: str = "kept",
+        ema_warmup: bool = True,
+        permutation_cost: str = "official",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if num_augmentations < 1 or ssl_epochs < 1:
             raise ValueError("num_augmentations and ssl_epochs must be at least 1")
+        check_choices(rotation_head=rotation_head, clustering_forward=clustering_forward, permutation_cost=permutation_cost)
         self.automatic_optimization = False
-        self.rotation_head = nn.Linear(self.network.backbone.feature_dim, 4)
+        self.rotation_head = build_rotation_head(self.network.backbone.feature_dim, rotation_head)
         self.cluster_targets = ClusterTargetTable(self.num_classes, alpha, target_seed)
         self._unlabeled_indices: torch.Tensor | None = None
         self._test_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -131,9 +176,10 @@ class BoostedSSL:
         phase, round_index = self.phase()
         ssl_optimizer, clustering_optimizer = self.optimizers()
         if phase == "ssl":
-            loss = super().training_step(batch, batch_idx)
+            loss = self.ssl_step(batch, batch_idx)
             self._step(ssl_optimizer, loss)
             self.after_optimizer_step()
+            self.after_ssl_step(batch)
         elif phase == "clustering":
             loss = self.total_loss({"clustering": self.clustering_step(batch["unlabeled"])})
             self._step(clustering_optimizer, loss)
@@ -142,6 +188,17 @@ class BoostedSSL:
             self._step(clustering_optimizer, loss)
         self.log_dict({"train/phase": float(PHASES.index(phase)), "train/round": float(round_index)})
         return loss
+
+    def ssl_step(self, batch, batch_idx) -> torch.Tensor:
+        """The boosted method's own training step (its loss; the optimizer is stepped here)."""
+        return super().training_step(batch, batch_idx)
+
+    def after_ssl_step(self, batch) -> None:
+        """State that follows an SSL optimizer step besides the EMA (BoostedFixMatch: CTAugment's rates)."""
+
+    def ema_decay_at(self, num_updates: int) -> float:
+        decay = super().ema_decay_at(num_updates)
+        return min(decay, (num_updates + 1) / (num_updates + 10)) if self.hparams.ema_warmup else decay
 
     def _step(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad()
@@ -160,7 +217,13 @@ class BoostedSSL:
         step = assign_batch_targets(logits.float(), self.cluster_targets.lookup(positions), self.hparams.rho, squared=paper)
         self.cluster_targets.update(positions, step.stored)
         self.log("train/clustering_kept", step.kept.float().mean(), batch_size=len(clean))
-        loss = clustering_loss(self.network(torch.cat(augmented)).float(), step.targets, step.kept)
+        if self.hparams.clustering_forward == "all":
+            loss = clustering_loss(self.network(torch.cat(augmented)).float(), step.targets, step.kept)
+        elif bool(step.kept.any()):
+            kept = step.kept.to(clean.device)
+            loss = clustering_loss(self.network(torch.cat([a[kept] for a in augmented])).float(), step.targets[step.kept])
+        else:  # nothing kept (the code would crash): a zero that reaches every weight, no BN update
+            loss = sum(p.sum() for p in self.network.parameters()) * 0.0
         return loss * self.num_classes if paper else loss
 
     def rotation_loss(self, rotated: torch.Tensor) -> torch.Tensor:
@@ -200,18 +263,100 @@ class BoostedSSL:
     def labeled_output_costs(self) -> torch.Tensor:
         """Class x output cost from the labeled images in their 4 rotations (random crops),
         `permutation_repeats` passes, summed over processes."""
-        logits, labels = [], []
+        logits, labels, indices, rotations = [], [], [], []
         for _ in range(self.hparams.permutation_repeats):
             for batch in self.trainer.datamodule.labeled_dataloader("rotation"):
                 rotated = batch["x"].to(self.device)
                 logits.append(self.eval_logits(rotated.flatten(0, 1)).float())
                 labels.append(batch["y"].to(self.device).repeat_interleave(rotated.shape[1]))
-        logits, labels = all_gather_uneven(torch.cat(logits)), all_gather_uneven(torch.cat(labels))
-        return class_output_costs(logits, labels, self.num_classes)
+                indices.append(batch["idx"].to(self.device).repeat_interleave(rotated.shape[1]))
+                rotations.append(torch.arange(rotated.shape[1], device=self.device).repeat(len(rotated)))
+        logits, labels, indices, rotations = (all_gather_uneven(torch.cat(part)) for part in (logits, labels, indices, rotations))
+        weights = official_row_weights(indices, labels, rotations) if self.hparams.permutation_cost == "official" else None
+        return class_output_costs(logits, labels, self.num_classes, weights)
 
 
 class BoostedFixMatch(BoostedSSL, FixMatch):
-    """FixMatch boosted by clustering epochs and RotNet (the paper's main method)."""
+    """FixMatch boosted by clustering epochs and RotNet (the paper's main method).
+
+    Its FixMatch epochs follow the code behind the paper's numbers (`CTAFixMatch.ss_batch`,
+    spec §2.4), each an option (defaults = that code):
+    - `strong_augment`: "ctaugment" (FixMatch's CTA policy, `datamodules/views/ctaugment.py`;
+      every step the labeled probes, scored by the raw network in eval mode as in
+      `update_cta_rates`, update the rates) or "randaugment" (our `strong` view);
+    - `weak_forward`: "separate" runs the weak batch alone under no_grad in train mode (its BN
+      statistics update), then labeled + strong in one pass; "joint" is FixMatch's one pass over
+      [labeled; weak; strong];
+    - `unlabeled_reduction`: "confident" averages L_u over the confident images (and with
+      "separate", only those strong images are forwarded, as the code); "all" divides by muB
+      (official FixMatch);
+    - `labeled_view`: "clustering" gives the labeled images the clustering phase's ColorJitter
+      + flip + crop (`LabeledTransform.train_transform`); "weak" is FixMatch's flip + crop.
+    """
+
+    def __init__(self, strong_augment: str = "ctaugment", weak_forward: str = "separate", unlabeled_reduction: str = "confident",
+                 labeled_view: str = "clustering", **kwargs):
+        super().__init__(**kwargs)
+        for name, value, allowed in (("strong_augment", strong_augment, ("ctaugment", "randaugment")), ("weak_forward", weak_forward, ("separate", "joint")),
+                                     ("unlabeled_reduction", unlabeled_reduction, ("confident", "all")), ("labeled_view", labeled_view, ("clustering", "weak"))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        self.cta = None
+        if strong_augment == "ctaugment":
+            from datamodules.views.ctaugment import CTAugmentRates
+
+            self.cta = CTAugmentRates()
+
+    @property
+    def views(self) -> dict[str, list]:
+        if self.phase()[0] != "ssl":
+            return super().views
+        strong = "ctaugment" if self.cta is not None else "strong"
+        labeled = [self.hparams.labeled_view] + (["cta_probe"] if self.cta is not None else [])
+        return {"labeled": labeled, "unlabeled": ["weak", strong]}
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        if self.cta is not None:  # a fresh or resumed run: the loaders' workers read these rates
+            self.cta.publish()
+
+    def ssl_step(self, batch, batch_idx) -> torch.Tensor:
+        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
+        x = labeled["x"][0] if self.cta is not None else labeled["x"]
+        weak, strong = unlabeled["x"]
+        confident_only = self.hparams.unlabeled_reduction == "confident"
+        if self.hparams.weak_forward == "separate":
+            with torch.no_grad():
+                pseudo_labels, mask, _ = confident_pseudo_labels(self.network(weak), self.threshold)
+            strong_in = strong[mask] if confident_only else strong
+            logits = self.network(torch.cat([x, strong_in]))
+            logits_labeled, logits_strong = logits[: len(x)], logits[len(x):]
+            targets = pseudo_labels[mask] if confident_only else pseudo_labels
+        else:
+            logits_labeled, logits_weak, logits_strong = self.network(torch.cat([x, weak, strong])).split([len(x), len(weak), len(strong)])
+            pseudo_labels, mask, _ = confident_pseudo_labels(logits_weak, self.threshold)
+            logits_strong, targets = (logits_strong[mask], pseudo_labels[mask]) if confident_only else (logits_strong, pseudo_labels)
+        self.log_pseudo_labels(pseudo_labels, mask, unlabeled["y_hidden"])
+        if confident_only:
+            unsup = cross_entropy(logits_strong, targets) if len(targets) else logits_strong.sum() * 0.0
+        else:
+            unsup = masked_cross_entropy(logits_strong, targets, mask)
+        return self.total_loss({"sup": cross_entropy(logits_labeled, labeled["y"]), "unsup": self.lambda_u * unsup}, len(x))
+
+    @torch.no_grad()
+    def after_ssl_step(self, batch) -> None:
+        """CTAugment's rate update from this step's probes, after the optimizer step (`update_cta_rates`)."""
+        if self.cta is None:
+            return
+        from datamodules.views.ctaugment import probe_proximity
+
+        probe, policies = batch["labeled"]["x"][1]
+        training = self.network.training
+        self.network.eval()
+        probs = self.network(probe).float().softmax(dim=1)
+        self.network.train(training)
+        proximity = probe_proximity(probs, batch["labeled"]["y"])
+        self.cta.update(all_gather_uneven(policies.to(self.device)), all_gather_uneven(proximity))
 
 
 class BoostedMeanTeacher(BoostedSSL, MeanTeacher):

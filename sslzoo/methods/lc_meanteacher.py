@@ -20,8 +20,9 @@ class LCMeanTeacher(MeanTeacher):
     epsilons (40, 50) were tuned for it: d is the mean (not the sum) over feature
     dimensions; the loss is normalised by the number of neighbour pairs (U-U self-pairs
     included); w is not detached, so gradient reaches both ends of a pair. The LC ramp
-    is 0 up to and including `lc_start_epoch` (r(x) = 0 for x <= 0), then
-    exp(-5 (1 - x / R)^2), evaluated per epoch.
+    is r(e - lc_start_epoch; R) with r(x) = 0 for x <= 0, else exp(-5 (1 - x / R)^2),
+    evaluated per epoch; e counts epochs from 1 as the official loop does (`epochs_from_one`),
+    so LC first acts in our (zero-based) epoch `lc_start_epoch`, the official epoch after it.
 
     The paper's eps is tied to CNN-13's feature scale. With another backbone, set
     `epsilon_quantile` instead: when LC switches on, eps becomes that quantile of the
@@ -56,7 +57,8 @@ class LCMeanTeacher(MeanTeacher):
         self._collapse_reported = False
 
     def lc_weight_now(self) -> float:
-        since_start = self.current_epoch - self.lc_start_epoch
+        # Official: `if epoch >= lc_start_loss_epoch`, weight r(epoch - start; R), and r(x <= 0) = 0.
+        since_start = self.ramp_epoch - self.lc_start_epoch
         return 0.0 if since_start <= 0 else self.lc_weight * sigmoid_rampup(since_start, self.lc_rampup_epochs)
 
     def loss_terms(self, student_features, student_logits, teacher_logits, labels):

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..functional import extend_with_mix, share_weights, soft_cross_entropy
 from ..modules import MultiCropNetwork, OnlineProbes
+from ..modules.online_probes import PROBE_REDUCTIONS
 from .base import SSLMethod
 
 GLOBAL_CROPS = 2  # the unlabeled stream's first two crops are the global ones (SwAV's crops_for_assign)
@@ -33,7 +34,9 @@ class MultiCropMethod(SSLMethod):
             lam ~ Beta(mix_alpha, mix_alpha), CutMix with probability mix_switch_prob).
         mix_seed: seed of the mixing draws; each step's draws depend only on
             (mix_seed, step, rank), so a resumed run mixes the same way.
-        probe_label_smoothing: label smoothing of the online probes.
+        probe_label_smoothing: label smoothing of the online probes; None (default) takes
+            `label_smoothing`, as Suave's code does (suave/main_suave.py:682).
+        probe_reduction: "sum" (default, Suave's code adds the probes' CE) or "mean" of the probes' CE.
     """
 
     def __init__(
@@ -44,13 +47,17 @@ class MultiCropMethod(SSLMethod):
         mix_alpha: float = 1.0,
         mix_switch_prob: float = 0.5,
         mix_seed: int = 0,
-        probe_label_smoothing: float = 0.0,
+        probe_label_smoothing: float | None = None,
+        probe_reduction: str = "sum",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.temperature, self.label_smoothing = temperature, label_smoothing
         self.mixup_labeled, self.mix_alpha, self.mix_switch_prob = mixup_labeled, mix_alpha, mix_switch_prob
-        self.mix_seed, self.probe_label_smoothing = mix_seed, probe_label_smoothing
+        self.mix_seed, self.probe_reduction = mix_seed, probe_reduction
+        self.probe_label_smoothing = label_smoothing if probe_label_smoothing is None else probe_label_smoothing
+        if probe_reduction not in PROBE_REDUCTIONS:
+            raise ValueError(f"probe_reduction must be one of {PROBE_REDUCTIONS}, got {probe_reduction!r}")
         head = self.network.head
         self.probes = OnlineProbes({"backbone": self.network.backbone.feature_dim, **head.tap_dims}, self.num_classes)
 
@@ -79,7 +86,7 @@ class MultiCropMethod(SSLMethod):
     def probe_loss(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """Online probes on the first len(labels) rows (the clean labeled images), detached."""
         taps = {name: outputs[name][: len(labels)] for name in self.probes.heads}
-        loss, accuracy = self.probes.loss(taps, labels, self.probe_label_smoothing)
+        loss, accuracy = self.probes.loss(taps, labels, self.probe_label_smoothing, self.probe_reduction)
         for name, value in accuracy.items():
             self.log(f"train/probe_{name}_acc", value, batch_size=len(labels))
         return loss

@@ -61,15 +61,28 @@ def param_groups(modules: list[nn.Module], weight_decay: float, decay_norm_and_b
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(groups: list[dict], name: str, lr: float, momentum: float = 0.9, nesterov: bool = True) -> torch.optim.Optimizer:
+# timm Lars options. Defaults are SwAV/Suave's LARS (suave/main_suave.py LARS(eta=0.001), no clipping):
+# every parameter gets the trust ratio; timm's own always_adapt=False would leave no-decay groups
+# (BN, biases) at plain SGD with LARS's large lr. solo-learn's CIFAR SwAV (eta 0.02, clip_lr,
+# exclude_bias_n_norm) is {trust_coeff: 0.02, trust_clip: true, always_adapt: false} with
+# decay_norm_and_bias off: BN and biases then get neither decay nor the trust ratio.
+LARS_DEFAULTS = {"trust_coeff": 0.001, "trust_clip": False, "always_adapt": True}
+
+
+def build_optimizer(
+    groups: list[dict], name: str, lr: float, momentum: float = 0.9, nesterov: bool = True, lars_options: dict | None = None
+) -> torch.optim.Optimizer:
+    if lars_options and name != "lars":
+        raise ValueError(f"lars_options are for optimizer 'lars', not {name!r}; remove them or use optimizer: lars")
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
     if name == "lars":
         from timm.optim import Lars
 
-        # Every parameter gets the trust ratio, as SwAV/Suave's LARC(clip=False) does; timm's default
-        # (always_adapt=False) would leave no-decay groups (BN, biases) at plain SGD with LARS's large lr.
-        return Lars(groups, lr=lr, momentum=momentum, trust_coeff=0.001, always_adapt=True)
+        unknown = set(lars_options or {}) - set(LARS_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown lars_options {sorted(unknown)}; choose from {sorted(LARS_DEFAULTS)}")
+        return Lars(groups, lr=lr, momentum=momentum, **{**LARS_DEFAULTS, **(lars_options or {})})
     if name == "adam":  # L2 decay added to the gradient (SCAN's Adam, wd 1e-4), unlike AdamW's decoupled decay
         return torch.optim.Adam(groups, lr=lr)
     if name == "adamw":

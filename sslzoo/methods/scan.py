@@ -5,11 +5,15 @@ from pathlib import Path
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from ..functional import scan_loss, softmax_probs
+from ..functional import scan_loss, scan_validation_loss, softmax_probs
 from ..modules import ClusterNetwork, NeighbourTable
-from ..modules.distributed import all_reduce_mean, differentiable_mean
+from ..modules.distributed import all_gather_uneven, all_reduce_mean, differentiable_mean
 from .clustering_eval import ClusterMethod
 from .neighbour_mining import load_embedder, mine_pool
+
+
+HEAD_SELECTIONS = ("val_scan_loss", "train_loss")
+VAL_NEIGHBOURS = 5  # simclr.py mines the top-5 of the validation set; NeighborsDataset(val, indices, 5)
 
 
 class SCAN(ClusterMethod):
@@ -23,9 +27,16 @@ class SCAN(ClusterMethod):
     candidates (by the datamodule), every head h minimises (Eq. 2)
         -mean_X log <Phi_h(X), Phi_h(k)>  -  lambda * H(mean_X Phi_h(X)),
     with gradients through both branches; the heads' losses are summed. Labels are not used:
-    the datamodule serves no labeled stream. Evaluation uses the head with the lowest mean
-    training loss over the last epoch (the official code picks it by the loss on test-set
-    neighbours, which we avoid).
+    the datamodule serves no labeled stream.
+
+    Head selection (`head_selection`): "val_scan_loss" is the official one (scan.py with
+    utils/evaluate_utils.py scan_evaluate): the validation images' 5 nearest neighbours among
+    themselves are mined once with the same pretext; each validation computes every head's
+    `scan_validation_loss` over the whole set (entropy weight 1), evaluates with the lowest and
+    logs it as `val/scan_loss`, by which the official code also keeps its best checkpoint
+    (`--checkpoint.monitor val/scan_loss --checkpoint.mode min`). On CIFAR/STL the validation
+    set is the test split: no label is read, but test images are. "train_loss" (ours) uses
+    the head with the lowest mean training loss over the last epoch instead.
 
     Defaults are the repository's (K=20, lambda=5, Adam 1e-4 with L2 1e-4, constant lr); the
     arXiv v1 values (K=5, lambda=2) are options. `num_clusters` above the number of classes
@@ -45,14 +56,19 @@ class SCAN(ClusterMethod):
         mining_backend: str = "auto",
         mining_chunk_size: int | None = None,
         update_backbone: bool = True,
+        head_selection: str = "val_scan_loss",
         **kwargs,
     ):
         self.num_heads = num_heads
         super().__init__(**kwargs)
         if num_neighbours < 1:
             raise ValueError(f"num_neighbours must be at least 1, got {num_neighbours}")
+        if head_selection not in HEAD_SELECTIONS:
+            raise ValueError(f"head_selection must be one of {HEAD_SELECTIONS}, got {head_selection!r}")
         self.entropy_weight = entropy_weight
         self.neighbour_table = NeighbourTable(num_neighbours + 1)
+        self.val_neighbour_table = NeighbourTable(VAL_NEIGHBOURS + 1)
+        self._val_rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.register_buffer("head_loss_sum", torch.zeros(num_heads, dtype=torch.float64))
         self.register_buffer("head_loss_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("best_head", torch.zeros((), dtype=torch.long))
@@ -81,26 +97,32 @@ class SCAN(ClusterMethod):
         self.ensure_neighbours()
 
     def ensure_neighbours(self) -> None:
-        if len(self.neighbour_table):
-            return  # resumed: the checkpoint holds the table this run trained with
+        datamodule = self.trainer.datamodule
         path = self.hparams.neighbours_file
+        self._ensure_table(self.neighbour_table, path, lambda: datamodule.pool_dataloader("eval"), self.hparams.num_neighbours, "train")
+        if self.hparams.head_selection == "val_scan_loss":
+            val_path = str(Path(path).with_suffix("")) + "_val.npz" if path else None
+            self._ensure_table(self.val_neighbour_table, val_path, datamodule.val_dataloader, VAL_NEIGHBOURS, "validation")
+
+    def _ensure_table(self, table: NeighbourTable, path: str | None, loader, num_neighbours: int, name: str) -> None:
+        if len(table):
+            return  # resumed: the checkpoint holds the table this run trained with
         if path and Path(path).is_file():
-            self.neighbour_table.load(path)
-            rank_zero_info(f"SCAN: {len(self.neighbour_table)} anchors' neighbours read from {path}")
+            table.load(path)
+            rank_zero_info(f"SCAN: {len(table)} {name} anchors' neighbours read from {path}")
             return
         pretext = self.hparams.pretext or self.hparams.init_from
         if not pretext:
             raise ValueError("SCAN mines neighbours with a pretext network: set `pretext` (or `init_from`) to a SimCLR checkpoint, or give `neighbours_file`")
         embedder = load_embedder(pretext, self.device)
-        loader = self.trainer.datamodule.pool_dataloader("eval")
-        anchors, neighbours, self.mining_report = mine_pool(
-            embedder, loader, self.hparams.num_neighbours, self.device, self.hparams.mining_chunk_size, self.hparams.mining_backend
-        )
-        self.neighbour_table.fill(anchors, neighbours)
-        rank_zero_info(f"SCAN neighbours mined with {pretext}: " + ", ".join(f"{k} {v:.4g}" for k, v in self.mining_report.items()))
+        anchors, neighbours, report = mine_pool(embedder, loader(), num_neighbours, self.device, self.hparams.mining_chunk_size, self.hparams.mining_backend)
+        table.fill(anchors, neighbours)
+        if name == "train":
+            self.mining_report = report
+        rank_zero_info(f"SCAN {name} neighbours mined with {pretext}: " + ", ".join(f"{k} {v:.4g}" for k, v in report.items()))
         if path and self.trainer.is_global_zero:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.neighbour_table.save(path)
+            table.save(path)
 
     # ---- step 3: clustering ---------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -130,10 +152,49 @@ class SCAN(ClusterMethod):
     def on_train_epoch_end(self) -> None:
         if int(self.head_loss_steps) == 0 or not self.epoch_ran_to_its_end():
             return
-        self.best_head.fill_(int((self.head_loss_sum / self.head_loss_steps).argmin()))
+        if self.hparams.head_selection == "train_loss":
+            self.best_head.fill_(int((self.head_loss_sum / self.head_loss_steps).argmin()))
         self.log("train/best_head", self.best_head.float())
         self.head_loss_sum.zero_()
         self.head_loss_steps.zero_()
+
+    # ---- model selection: the official SCAN loss on the validation set ---------------
+    def _selects_on_validation(self) -> bool:
+        return self.hparams.head_selection == "val_scan_loss" and len(self.val_neighbour_table) > 0 and not self.trainer.sanity_checking
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        self._val_rows = []
+
+    def validation_step(self, batch, batch_idx):
+        if not self._selects_on_validation():
+            return super().validation_step(batch, batch_idx)
+        probs = torch.stack([logits.float().softmax(dim=1) for logits in self.eval_network(batch["x"])], dim=1)  # [B, heads, C]
+        self._val_rows.append((batch["idx"], probs, batch["y"]))
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_rows:
+            idx, probs, labels = (torch.cat(parts) for parts in zip(*self._val_rows))
+            self._val_rows = []
+            self.best_head.fill_(self._lowest_val_loss_head(idx, probs))
+            self.val_metrics.update(probs[:, int(self.best_head)], labels)
+        super().on_validation_epoch_end()
+
+    def _lowest_val_loss_head(self, idx: torch.Tensor, probs: torch.Tensor) -> int:
+        idx, probs = all_gather_uneven(idx), all_gather_uneven(probs)
+        order = torch.argsort(idx)
+        idx, probs = idx[order], probs[order]
+        anchors, neighbours = self.val_neighbour_table.anchors.to(idx.device), self.val_neighbour_table.neighbours.to(idx.device)
+        if not torch.isin(idx, anchors).all():
+            raise RuntimeError("the validation images differ from those whose neighbours were mined; delete the *_val.npz table to mine them again")
+        neighbours = neighbours[torch.searchsorted(anchors, idx)]  # the rows of this pass (all of them, unless limit_val_batches)
+        present = torch.isin(neighbours, idx)
+        rows = torch.searchsorted(idx, neighbours).clamp_max(len(idx) - 1)
+        losses = [scan_validation_loss(probs[:, head], rows, None if present.all() else present) for head in range(probs.shape[1])]
+        totals = torch.stack([total for total, _, _ in losses])
+        best = int(totals.argmin())
+        self.log_dict({"val/scan_loss": totals[best], "val/consistency": losses[best][1], "val/entropy": losses[best][2]}, sync_dist=False)
+        return best
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.eval_network(x)[int(self.best_head)]

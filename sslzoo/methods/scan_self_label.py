@@ -22,16 +22,22 @@ class SCANSelfLabel(ClusterMethod):
 
     `init_from` a SCAN checkpoint takes its backbone and its selected (lowest-loss) head; a
     pretext checkpoint gives the backbone only. `ema_decay` keeps an EMA of the weights for
-    evaluation (the official ImageNet setting replaces the trained weights by their EMA after
-    every step instead). Defaults: Adam 1e-4 with L2 1e-4, constant lr.
+    evaluation. `ema_replaces_weights` is the official ImageNet setting (utils/train_utils.py
+    selflabel_train: ema.update_params then ema.apply_shadow after every optimizer step):
+    Polyak smoothing, not a teacher. The EMA averages the parameters only, then the whole
+    EMA state is loaded into the trained network, so theta <- theta + (1 - decay) * step, and
+    the BatchNorm statistics go back to their values at the start (the EMA keeps its own:
+    `ema_buffers: own`) after every step. Defaults: Adam 1e-4 with L2 1e-4, constant lr.
     """
 
     views = {"labeled": [], "unlabeled": ["eval", "scan_strong"]}
 
-    def __init__(self, threshold: float = 0.99, balance_classes: bool = True, **kwargs):
+    def __init__(self, threshold: float = 0.99, balance_classes: bool = True, ema_replaces_weights: bool = False, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+        if ema_replaces_weights and (self.ema is None or self.hparams.ema_buffers != "own"):
+            raise ValueError("ema_replaces_weights needs ema_decay and ema_buffers: own (the official ImageNet setting: ema_decay 0.999)")
         self.threshold, self.balance_classes = threshold, balance_classes
         self._nothing_confident = False
 
@@ -60,6 +66,11 @@ class SCANSelfLabel(ClusterMethod):
         self._nothing_confident = not any_process(bool(mask.any()), mask.device)
         self.log("train/empty_confident_set", float(self._nothing_confident), batch_size=len(mask))
         return self.total_loss({"self_label": loss}, len(mask))
+
+    def after_optimizer_step(self) -> None:
+        super().after_optimizer_step()  # the EMA update (parameters only)
+        if self.hparams.ema_replaces_weights:
+            self.network.load_state_dict(self.ema.module.state_dict())  # ema.apply_shadow(model)
 
     def idle_modules(self):
         # A zero loss that still reaches every weight (DDP needs every process to run the same backward);

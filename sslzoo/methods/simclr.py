@@ -16,8 +16,10 @@ class SimCLR(PretextMixin, MultiCropMethod):
 
     `anchors="first"` reproduces the SCAN repo's SimCLRLoss, where only the first view's rows
     are anchors; "both" is the symmetric loss of the SimCLR paper. The labeled stream, when
-    there is one, only trains the detached online probe used for monitoring (validation
-    reads it); without labels the representation is learned exactly as in the paper.
+    there is one, only trains the online probe used for monitoring (validation reads it):
+    its images go through the network in eval mode without gradient, so the BatchNorm batch
+    (and running statistics) of the representation holds the 2B views only, as in SCAN's
+    simclr_train; with or without labels the representation is learned the same way.
     `embed` gives the normalised projection that SCAN mines neighbours with.
     """
 
@@ -39,15 +41,21 @@ class SimCLR(PretextMixin, MultiCropMethod):
 
     def training_step(self, batch, batch_idx):
         labeled, (view0, view1) = batch.get("labeled"), batch["unlabeled"]["x"]
-        rows = [] if labeled is None else [labeled["x"]]
-        outputs = self.network(rows + [view0, view1])
-        num_labeled = 0 if labeled is None else len(labeled["x"])
-        self._without_labels = labeled is None
-        z0, z1 = outputs["z"][num_labeled:].split(len(view0))
+        z0, z1 = self.network([view0, view1])["z"].split(len(view0))
         terms = {"simclr": nt_xent(z0, z1, self.temperature, self.anchors)}
+        self._without_labels = labeled is None
         if labeled is not None:
-            terms["probe"] = self.probe_loss(outputs, labeled["y"])
+            terms["probe"] = self.probe_loss(self.frozen_outputs(labeled["x"]), labeled["y"])
         return self.total_loss(terms, len(view0))
+
+    @torch.no_grad()
+    def frozen_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's outputs in eval mode (running BatchNorm statistics, left unchanged)."""
+        self.network.eval()
+        try:
+            return self.network(x)
+        finally:
+            self.network.train()
 
     def idle_modules(self):
         return [self.probes] if self._without_labels else []  # no labeled stream: the probes learn nothing

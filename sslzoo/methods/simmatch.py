@@ -8,6 +8,8 @@ from ..functional import (
 from ..modules import Classifier, DistributionAlignment, LabeledMemoryBank
 from .base import SSLMethod
 
+EVALUATED_WEIGHTS = ("ema", "student")
+
 
 class SimMatch(SSLMethod):
     """SimMatch (Zheng et al., CVPR 2022): semantic and instance similarity, propagated
@@ -26,7 +28,13 @@ class SimMatch(SSLMethod):
     Two bank variants: `use_teacher=False` (CIFAR) takes the weak outputs from the
     online network and keeps a temporal ensemble of bank entries (bank_momentum 0.7);
     `use_teacher=True` (ImageNet) takes them from the EMA teacher (0.999) and
-    overwrites the entries (bank_momentum 0). Evaluation uses the EMA either way.
+    overwrites the entries (bank_momentum 0).
+
+    `evaluate` picks the evaluated weights: "ema" (CIFAR, paper §4.1: "the final performance
+    using an exponential moving average") or "student" (ImageNet, paper §4.2 and the official
+    engine.py, whose `validate` calls SimMatch.forward -> `self.main`). None follows the bank
+    variant: "student" with the teacher, "ema" without. `ema_buffers` None follows it too:
+    "own" with the teacher, "copy" without (see `sslzoo.modules.EMA`).
     """
 
     views = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
@@ -44,20 +52,34 @@ class SimMatch(SSLMethod):
         projection_dim: int = 128,
         bank_warmup_epochs: int = 1,
         ema_decay: float = 0.999,
+        ema_buffers: str | None = None,
+        evaluate: str | None = None,
         **kwargs,
     ):
+        evaluate = evaluate or ("student" if use_teacher else "ema")
+        if evaluate not in EVALUATED_WEIGHTS:
+            raise ValueError(f"evaluate must be one of {EVALUATED_WEIGHTS} (or null for the bank variant's own), got {evaluate!r}")
+        if ema_decay is None and (evaluate == "ema" or use_teacher):
+            raise ValueError("SimMatch's EMA teacher and EMA evaluation need ema_decay (0.999); set it, or use_teacher: false and evaluate: student")
         self.projection_dim = projection_dim
         # Official code: ImageNet's teacher averages parameters only and, run in train mode, keeps its
-        # own BN statistics (simmatch/models/simmatch.py `momentum_update_ema`); the CIFAR code
-        # (TorchSSL) averages parameters and copies the buffers.
-        kwargs.setdefault("ema_buffers", "own" if use_teacher else "copy")
-        super().__init__(ema_decay=ema_decay, **kwargs)
+        # own BN statistics (simmatch models/simmatch.py `momentum_update_ema` without --eman;
+        # simmatch.py `model.train()`); the CIFAR port (USB semilearn/core/utils/misc.py `EMA.update`)
+        # averages parameters and copies the buffers. An argument here, not kwargs.setdefault: the CLI
+        # passes every parent argument, so a parent default would override the variant's.
+        ema_buffers = ema_buffers or ("own" if use_teacher else "copy")
+        super().__init__(ema_decay=ema_decay, ema_buffers=ema_buffers, **kwargs)
         self.threshold, self.lambda_u, self.lambda_in = threshold, lambda_u, lambda_in
         self.temperature, self.alpha = temperature, alpha
         self.use_teacher, self.bank_warmup_epochs = use_teacher, bank_warmup_epochs
+        self.evaluate = evaluate
         self.distribution_alignment = DistributionAlignment(self.num_classes, da_length)
         self.bank = LabeledMemoryBank(projection_dim, bank_momentum)
         self._pending_bank_writes: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def eval_network(self) -> torch.nn.Module:
+        return self.network if self.evaluate == "student" else self.ema.module
 
     def build_network(self, backbone, num_classes):
         return Classifier(backbone, num_classes, projection_dim=self.projection_dim, head=self.hparams.head)

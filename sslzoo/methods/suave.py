@@ -7,6 +7,7 @@ from .multicrop import GLOBAL_CROPS, crops_of
 from .swav import SwAVCodes
 
 MIXED_WEIGHTS = ("rows", "official")
+EVALUATED = ("online", "ema")
 
 
 class Suave(SwAVCodes):
@@ -28,6 +29,10 @@ class Suave(SwAVCodes):
     mixed views* (1) instead of their rows (B), so its share of the loss is 1/total rows;
     "official" (default) reproduces it. "rows" (our variant, opt-in) counts its B rows like
     every other part, i.e. one mean cross-entropy over all rows as the paper's Eq. 3 reads.
+
+    `evaluate`: "online" (default) classifies with the trained network, as the official code
+    does (validate(val_loader, model), suave/main_suave.py:501) even with a momentum teacher;
+    "ema" evaluates the EMA copy instead (needs ema_decay).
     """
 
     views = {
@@ -35,13 +40,23 @@ class Suave(SwAVCodes):
         "unlabeled": [{"name": "multicrop"}],
     }
 
-    def __init__(self, mixup_unlabeled: bool = True, mixup_labeled: bool = True, mixed_weight: str = "official", **kwargs):
+    def __init__(
+        self, mixup_unlabeled: bool = True, mixup_labeled: bool = True, mixed_weight: str = "official", evaluate: str = "online", **kwargs
+    ):
         if kwargs.get("num_prototypes") not in (None, kwargs.get("num_classes", 10)):
             raise ValueError("Suave's prototypes are its classes: leave num_prototypes unset (it equals num_classes)")
         if mixed_weight not in MIXED_WEIGHTS:
             raise ValueError(f"mixed_weight must be one of {MIXED_WEIGHTS}, got {mixed_weight!r}")
+        if evaluate not in EVALUATED:
+            raise ValueError(f"evaluate must be one of {EVALUATED}, got {evaluate!r}")
         super().__init__(mixup_labeled=mixup_labeled, **kwargs)
-        self.mixup_unlabeled, self.mixed_weight = mixup_unlabeled, mixed_weight
+        if evaluate == "ema" and self.ema is None:
+            raise ValueError("evaluate='ema' needs an EMA copy to evaluate: set ema_decay (or momentum_teacher: true)")
+        self.mixup_unlabeled, self.mixed_weight, self.evaluate = mixup_unlabeled, mixed_weight, evaluate
+
+    @property
+    def eval_network(self) -> torch.nn.Module:
+        return self.ema.module if self.evaluate == "ema" else self.network
 
     def training_step(self, batch, batch_idx):
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]

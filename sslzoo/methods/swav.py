@@ -17,7 +17,9 @@ class SwAVCodes(MultiCropMethod):
     Scores are cosine similarities to the unit-norm prototypes C. The queue keeps the
     last `queue_length` embeddings of the global crops (of every process), starts
     filling at `queue_start_epoch` and is used once full. With `momentum_teacher`, the
-    codes come from the EMA network's scores of the global crops (ema_decay, cosine to 1).
+    codes come from the EMA network's scores of the global crops (ema_decay, cosine to 1);
+    the official code EMAs the parameters only (ema_buffers "own") and re-normalises the
+    teacher's prototypes before every step too.
     """
 
     def __init__(
@@ -53,7 +55,11 @@ class SwAVCodes(MultiCropMethod):
         return self.network.head.prototypes
 
     def on_train_batch_start(self, batch, batch_idx):
+        # Both prototype layers back to unit rows before each step (suave/main_suave.py:572-580):
+        # the teacher's drift off the sphere with each EMA update.
         self.prototypes.normalize_()
+        if self.momentum_teacher:
+            self.ema.module.head.prototypes.normalize_()
 
     def on_after_backward(self) -> None:
         if self.global_step < self.freeze_prototypes_steps:

@@ -5,6 +5,8 @@ from torch import nn
 
 from ..functional.losses import cross_entropy
 
+PROBE_REDUCTIONS = ("sum", "mean")
+
 
 class OnlineProbes(nn.Module):
     """Linear classifiers on detached features at several depths ("tap points"), trained
@@ -18,9 +20,14 @@ class OnlineProbes(nn.Module):
     def forward(self, taps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: head(taps[name].detach()) for name, head in self.heads.items()}
 
-    def loss(self, taps: dict[str, torch.Tensor], labels: torch.Tensor, label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean CE of the probes and each probe's accuracy on this batch."""
+    def loss(
+        self, taps: dict[str, torch.Tensor], labels: torch.Tensor, label_smoothing: float = 0.0, reduction: str = "sum"
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The probes' CE, summed (Suave's online_loss += CE per head, suave/main_suave.py:680-683)
+        or averaged over the probes, and each probe's accuracy on this batch."""
+        if reduction not in PROBE_REDUCTIONS:
+            raise ValueError(f"probe reduction must be one of {PROBE_REDUCTIONS}, got {reduction!r}")
         logits = self(taps)
-        losses = [cross_entropy(l, labels, label_smoothing=label_smoothing) for l in logits.values()]
+        losses = torch.stack([cross_entropy(l, labels, label_smoothing=label_smoothing) for l in logits.values()])
         accuracy = {name: (l.argmax(dim=1) == labels).float().mean() for name, l in logits.items()}
-        return torch.stack(losses).mean(), accuracy
+        return (losses.sum() if reduction == "sum" else losses.mean()), accuracy

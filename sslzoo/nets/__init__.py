@@ -13,6 +13,7 @@ from torch import nn
 from sslzoo.nets.cnn13 import CNN13
 from sslzoo.nets.mean_only_batch_norm import MeanOnlyBatchNorm
 from sslzoo.nets.resnet import ResNet, resnet18, resnet50
+from sslzoo.nets.ssclustering_wrn import SSCLUSTERING_BACKBONES
 from sslzoo.nets.timm_backbone import TimmBackbone
 from sslzoo.nets.weight_norm import data_dependent_init_, weight_normalize_
 from sslzoo.nets.wide_resnet import WideResNet, wrn_28_2, wrn_28_8, wrn_37_2
@@ -28,6 +29,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet50": resnet50,
 }
+BACKBONES.update(SSCLUSTERING_BACKBONES)  # paper 000's Mish + PSBatchNorm WRNs: "wrn_28_2_mish", "wrn_37_2_mish"
 
 
 def build_backbone(name: str, **kwargs) -> nn.Module:

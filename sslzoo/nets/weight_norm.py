@@ -46,3 +46,41 @@ def data_dependent_init_(
     if isinstance(norm, MeanOnlyBatchNorm):
         norm.bias.copy_(-mean * scale)
     return centered * scale.view(channel_shape)
+
+
+def is_weight_normed(module: nn.Module) -> bool:
+    """Whether `module.weight` is parametrised as g * v / ||v|| by `weight_normalize_`."""
+    weight = getattr(getattr(module, "parametrizations", None), "weight", None)
+    return weight is not None and hasattr(weight, "original0")
+
+
+def has_weight_norm(network: nn.Module) -> bool:
+    return any(is_weight_normed(m) for m in network.modules())
+
+
+@torch.no_grad()
+def data_dependent_init_layers_(layers: nn.Sequential, x: torch.Tensor, init_std: float = 1.0) -> torch.Tensor:
+    """LC-MT's init pass through `layers`: each weight-normed layer (with the MeanOnlyBatchNorm right
+    after it) is initialised on what the layers before it output in this pass; other modules just run."""
+    modules = list(layers)
+    i = 0
+    while i < len(modules):
+        if is_weight_normed(modules[i]):
+            norm = modules[i + 1] if i + 1 < len(modules) and isinstance(modules[i + 1], MeanOnlyBatchNorm) else None
+            x = data_dependent_init_(modules[i], norm, x, init_std)
+            i += 1 if norm is None else 2
+        else:
+            x = modules[i](x)
+            i += 1
+    return x
+
+
+@torch.no_grad()
+def data_dependent_init_classifier_(backbone: nn.Module, head: nn.Module, x: torch.Tensor, head_init_std: float = 0.1) -> torch.Tensor:
+    """LC-MT's `param_init` (utils/train_helper.py) of backbone + head on one batch `x`; returns the
+    logits of that pass. The backbone's weight-normed layers (its `data_dependent_init_`) get output
+    std 1, the weight-normed head `head_init_std` (`WN_Linear_Mean_Only_BN(..., init_stdv=0.1)` in
+    model/mean_teacher_arch.py). Parts that are not weight-normed just run."""
+    init_backbone = getattr(backbone, "data_dependent_init_", None)
+    features = init_backbone(x) if init_backbone is not None else backbone(x)
+    return data_dependent_init_layers_(head, features, head_init_std) if isinstance(head, nn.Sequential) else head(features)

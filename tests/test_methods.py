@@ -140,3 +140,14 @@ def test_num_classes_mismatch_is_a_clear_error(tmp_path):
     method = FixMatch(num_classes=10, backbone=BACKBONE, backbone_options=BACKBONE_OPTIONS)
     with pytest.raises(ValueError, match="model.num_classes=10 but the data has 4 classes"):
         tiny.tiny_trainer(tmp_path, max_steps=1).fit(method, datamodule=dm)
+
+
+@pytest.mark.parametrize("method, buffers", [("FixMatch", "copy"), ("Supervised", "copy"), ("MeanTeacher", "own")])
+def test_the_cli_keeps_each_methods_ema_buffers(tmp_path, method, buffers):
+    # LightningCLI passes every parent argument: SSLMethod's default ("average") must not win.
+    from sslzoo.cli import build_cli
+
+    args = tiny.toy_cli_args(tmp_path)
+    args[args.index("FixMatch")] = method
+    cli = build_cli(args + ["--model.ema_decay", "0.99"], run=False)
+    assert cli.model.ema.buffer_mode == buffers

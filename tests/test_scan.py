@@ -290,3 +290,43 @@ def test_simclr_labeled_probe_rows_stay_out_of_the_representations_batchnorm_bat
     for name, a, b in stats:
         assert torch.equal(a, b), name
     assert all(p.grad is not None for p in with_labels.probes.parameters())  # the probe still learns
+
+
+def test_scan_validation_loss_by_hand():
+    """utils/evaluate_utils.py scan_evaluate: BCE over every (anchor, candidate) pair minus the
+    entropy of the mean prediction, with weight 1."""
+    from sslzoo.functional import scan_validation_loss
+
+    probs = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    neighbours = torch.tensor([[0, 1], [1, 0], [2, 1]])
+    total, consistency, spread = scan_validation_loss(probs, neighbours)
+    # <p,q> = 1, .5, .5, .5, 1, .5: consistency = 4 ln 2 / 6; H([.5, .5]) = ln 2
+    assert consistency.item() == pytest.approx(2 / 3 * math.log(2))
+    assert spread.item() == pytest.approx(math.log(2))
+    assert total.item() == pytest.approx(-math.log(2) / 3)
+    kept = torch.tensor([[True, False], [True, False], [True, True]])  # <p,q> = 1, .5, 1, .5
+    assert scan_validation_loss(probs, neighbours, kept)[1].item() == pytest.approx(2 / 4 * math.log(2))
+
+
+def test_scan_selects_the_head_by_the_official_validation_scan_loss(tmp_path, pretext):
+    L.seed_everything(0)
+    method = _scan(pretext, num_heads=3, neighbours_file=str(tmp_path / "nn.npz"))
+    datamodule = _data(tmp_path, unlabeled_batch_size=8)
+    trainer = _fit(tmp_path, method, datamodule, steps=3)  # one epoch, one validation
+    table = method.val_neighbour_table
+    assert table.neighbours.shape == (16, 6) and (tmp_path / "nn_val.npz").is_file()  # the top-5 of the 16 test images
+    assert torch.equal(table.neighbours[:, 0], table.anchors)
+    from sslzoo.functional import scan_validation_loss
+
+    method.eval()
+    with torch.no_grad():
+        batches = list(datamodule.val_dataloader())
+        idx = torch.cat([b["idx"] for b in batches])
+        logits = [method.eval_network(b["x"]) for b in batches]
+    probs = [torch.cat([heads[h] for heads in logits]).softmax(dim=1)[torch.argsort(idx)] for h in range(3)]
+    rows = torch.searchsorted(torch.sort(idx).values, table.neighbours)
+    totals = torch.stack([scan_validation_loss(p, rows)[0] for p in probs])
+    assert int(method.best_head) == int(totals.argmin())
+    assert trainer.callback_metrics["val/scan_loss"].item() == pytest.approx(totals.min().item(), abs=1e-5)
+    with pytest.raises(ValueError, match="head_selection"):
+        _scan(pretext, head_selection="test_acc")

@@ -21,9 +21,9 @@ class FixMatch(SSLMethod):
 
     views = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
 
-    def __init__(self, threshold: float = 0.95, lambda_u: float = 1.0, ema_decay: float | None = 0.999, **kwargs):
-        kwargs.setdefault("ema_buffers", "copy")
-        super().__init__(ema_decay=ema_decay, **kwargs)
+    def __init__(self, threshold: float = 0.95, lambda_u: float = 1.0, ema_decay: float | None = 0.999, ema_buffers: str = "copy", **kwargs):
+        # An argument, not kwargs.setdefault: the CLI passes every parent argument, so the parent's default would win.
+        super().__init__(ema_decay=ema_decay, ema_buffers=ema_buffers, **kwargs)
         self.threshold = threshold
         self.lambda_u = lambda_u
 

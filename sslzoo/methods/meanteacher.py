@@ -44,10 +44,11 @@ class MeanTeacher(SSLMethod):
         separate_forwards: bool = False,
         epochs_from_one: bool = True,
         data_dependent_init: bool = True,
+        ema_buffers: str = "own",
         **kwargs,
     ):
-        kwargs.setdefault("ema_buffers", "own")
-        super().__init__(ema_decay=ema_decay, **kwargs)
+        # An argument, not kwargs.setdefault: the CLI passes every parent argument, so the parent's default would win.
+        super().__init__(ema_decay=ema_decay, ema_buffers=ema_buffers, **kwargs)
         self.consistency_weight = consistency_weight
         self.rampup_epochs = rampup_epochs
         self.ema_warmup = ema_warmup

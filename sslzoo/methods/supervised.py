@@ -10,9 +10,8 @@ class Supervised(SSLMethod):
 
     views = {"labeled": ["weak"], "unlabeled": []}
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("ema_buffers", "copy")
-        super().__init__(**kwargs)
+    def __init__(self, ema_buffers: str = "copy", **kwargs):
+        super().__init__(ema_buffers=ema_buffers, **kwargs)
 
     def training_step(self, batch, batch_idx):
         labeled = batch["labeled"]

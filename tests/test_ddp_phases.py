@@ -41,8 +41,10 @@ NO_PICTURES = ["--pictures.confusion_matrix", "false", "--pictures.embedding", "
 RUNS = {
     "Supervised": ("Supervised", "tiny_mlp", 3, []),
     "FixMatch": ("FixMatch", "tiny_mlp", 3, ["--model.threshold", "0.3"]),
-    "MeanTeacher": ("MeanTeacher", "tiny_mlp", 3, ["--model.rampup_epochs", "2"]),
-    "LCMeanTeacher": ("LCMeanTeacher", "tiny_mlp", 3, ["--model.rampup_epochs", "2", "--model.lc_start_epoch", "1",
+    # Ramps count epochs from 1 (LC-MT's loop): a 3-epoch ramp still rises over epochs 0-2, and LC at 2
+    # is off in epochs 0-1 and on in epoch 2.
+    "MeanTeacher": ("MeanTeacher", "tiny_mlp", 3, ["--model.rampup_epochs", "3"]),
+    "LCMeanTeacher": ("LCMeanTeacher", "tiny_mlp", 3, ["--model.rampup_epochs", "3", "--model.lc_start_epoch", "2",
                                                         "--model.lc_rampup_epochs", "2", "--model.epsilon_quantile", "0.5"]),
     "SimMatch": ("SimMatch", "tiny_mlp", 3, ["--model.threshold", "0.3", "--model.bank_warmup_epochs", "1", "--model.da_length", "3"]),
     "SwAV": ("SwAV", "tiny_conv", 3, [*SWAV, "--model.num_prototypes", "8", *MULTICROP_DATA]),
@@ -147,7 +149,7 @@ def _phase_checks(name: str, result: dict) -> None:
         assert weights[0][0] < weights[1][0] < weights[2][0]  # the ramp-up
     if name == "LCMeanTeacher":
         lc = _by_epoch(result, "train/lc_weight")
-        assert lc[0] == lc[1] == [0.0, 0.0] and min(lc[2]) > 0  # LC on after lc_start_epoch
+        assert lc[0] == lc[1] == [0.0, 0.0] and min(lc[2]) > 0  # LC on from (zero-based) epoch lc_start_epoch
     if name == "SimMatch":
         instance = _by_epoch(result, "train/loss_instance")
         assert 0 not in instance and len(instance[1]) == len(instance[2]) == STEPS_PER_EPOCH  # the bank warm-up ends at epoch 1

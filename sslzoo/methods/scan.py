@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from ..functional import scan_loss, scan_validation_loss, softmax_probs
 from ..modules import ClusterNetwork, NeighbourTable
@@ -102,7 +102,11 @@ class SCAN(ClusterMethod):
         self._ensure_table(self.neighbour_table, path, lambda: datamodule.pool_dataloader("eval"), self.hparams.num_neighbours, "train")
         if self.hparams.head_selection == "val_scan_loss":
             val_path = str(Path(path).with_suffix("")) + "_val.npz" if path else None
-            self._ensure_table(self.val_neighbour_table, val_path, datamodule.val_dataloader, VAL_NEIGHBOURS, "validation")
+            count = min(VAL_NEIGHBOURS, len(datamodule.val_dataloader().dataset) - 1)  # fewer only on a toy validation set
+            if count < VAL_NEIGHBOURS:
+                rank_zero_warn(f"SCAN: the validation set is too small for {VAL_NEIGHBOURS} neighbours; mining {count}")
+                self.val_neighbour_table.num_candidates = count + 1
+            self._ensure_table(self.val_neighbour_table, val_path, datamodule.val_dataloader, count, "validation")
 
     def _ensure_table(self, table: NeighbourTable, path: str | None, loader, num_neighbours: int, name: str) -> None:
         if len(table):

@@ -12,7 +12,7 @@ HEADS = ("linear", "weight_norm")
 def build_head(feature_dim: int, num_classes: int, kind: str = "linear") -> nn.Module:
     """"linear": FixMatch's dense layer (Glorot-normal weights, zero bias).
     "weight_norm": Mean Teacher / LC-MT's weight-normalised linear layer followed by
-    mean-only BatchNorm (the reference's data-dependent init is not applied)."""
+    mean-only BatchNorm (MeanTeacher applies the reference's data-dependent init at fit start)."""
     if kind == "linear":
         head = nn.Linear(feature_dim, num_classes)
         nn.init.xavier_normal_(head.weight)

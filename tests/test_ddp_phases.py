@@ -95,7 +95,9 @@ EQUAL = {
     "SimCLR": ("SimCLR", ["--trainer.sync_batchnorm", "true"]),  # negatives gathered with gradient; the head's BatchNorm synced
     "DINO": ("DINO", []),
     "Daino": ("Daino", ["--model.mixup_labeled", "false"]),
-    "BoostedFixMatch": ("BoostedFixMatch", ["--trainer.max_epochs", "3"]),  # RotNet warm-up, ssl, RotNet; not the clustering epoch
+    # RotNet warm-up, ssl, RotNet; not the clustering epoch. L_u over the confident images of every process;
+    # the official MLP rotation head (BatchNorm over the batch) and CTAugment (rates updated in probe order) are not per-sample.
+    "BoostedFixMatch": ("BoostedFixMatch", ["--trainer.max_epochs", "3", "--model.rotation_head", "linear", "--model.strong_augment", "randaugment"]),
 }
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..functional import (assign_batch_targets, boosted_phase, class_output_costs, clustering_loss, confident_pseudo_labels, cross_entropy,
@@ -10,7 +11,7 @@ from ..functional import (assign_batch_targets, boosted_phase, class_output_cost
 from ..functional.permutations import official_row_weights
 from ..functional.phases import PHASES
 from ..modules import ClusterTargetTable
-from ..modules.distributed import all_gather_uneven
+from ..modules.distributed import all_gather_uneven, all_reduce_mean
 from .fixmatch import FixMatch
 from .meanteacher import MeanTeacher
 from .optim import build_optimizer, build_scheduler, param_groups
@@ -338,7 +339,10 @@ class BoostedFixMatch(BoostedSSL, FixMatch):
             logits_strong, targets = (logits_strong[mask], pseudo_labels[mask]) if confident_only else (logits_strong, pseudo_labels)
         self.log_pseudo_labels(pseudo_labels, mask, unlabeled["y_hidden"])
         if confident_only:
-            unsup = cross_entropy(logits_strong, targets) if len(targets) else logits_strong.sum() * 0.0
+            # The mean over the confident images of every process: this process's sum over the
+            # per-process average count, so DDP's gradient average gives the global mean.
+            confident = all_reduce_mean(mask.sum().float())
+            unsup = F.cross_entropy(logits_strong.float(), targets, reduction="sum") / confident.clamp_min(1.0)
         else:
             unsup = masked_cross_entropy(logits_strong, targets, mask)
         return self.total_loss({"sup": cross_entropy(logits_labeled, labeled["y"]), "unsup": self.lambda_u * unsup}, len(x))

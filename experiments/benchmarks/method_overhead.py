@@ -96,8 +96,9 @@ RECIPES: dict[str, Entry] = {
     "DINO": Entry("DINO", None, views_recipe="swav/cifar100.yaml"),
     "Daino": Entry("Daino", "daino/cifar100_400.yaml"),
     "SimCLR": Entry("SimCLR", "scan/cifar10_simclr.yaml"),
-    # The neighbour table is filled with random pool indices (mining is not part of a step).
-    "SCAN": Entry("SCAN", "scan/cifar10_scan.yaml"),
+    # The neighbour table is filled with random pool indices (mining is not part of a step); the head is
+    # chosen by the training loss, so no validation neighbours are mined (they only serve validation).
+    "SCAN": Entry("SCAN", "scan/cifar10_scan.yaml", {"head_selection": "train_loss"}),
     # At threshold 0.99 an untrained network has no confident sample and skips backward and step.
     "SCANSelfLabel": Entry("SCANSelfLabel", "scan/cifar10_selflabel.yaml", {"threshold": 0.0}),
     # Boosted SSL in its SSL epochs (10 of every 12); warm-up 0 makes epoch 0 an SSL epoch.

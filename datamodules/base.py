@@ -11,15 +11,19 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from sslzoo.errors import ConfigError, DataError, ResumeRefused
+
 from .dataset import SSLDataset
 from .fingerprint import FINGERPRINT_KEY, data_fingerprint, fingerprint_mismatch, fingerprints_in_checkpoint
-from .info import DatasetInfo
+from .info import DatasetInfo, info_disagreement
 from .loaders import ResumableLoader, ignore_stop_signals
 from .neighbour_pairs import NeighbourPairs
+from .predict import check_predict_split, item_names, prediction_source
 from .samplers import ShardedEvalSampler, StreamSampler, steps_for
 from .sources import ImageSource, check_targets
 from .splits import Split, sample_balanced_indices, sample_labeled_indices, targets_fingerprint
-from .views import build_views
+from .views import build_views, check_view_specs
+from .workers import default_num_workers
 
 DEFAULT_VIEWS = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
 
@@ -31,6 +35,9 @@ class Pool:
     `labeled_candidates` are the pool indices that may be labeled (e.g. STL-10's
     train split, not its unlabeled split); `fixed_labeled` is a predefined
     labeled set (an STL-10 fold, an ImageNet 1%/10% list) that replaces sampling.
+    `has_unknown_labels`: training labels may be -1, images whose label is unknown
+    (STL-10's unlabeled split, an array file's `unlabeled_label`); anywhere else a -1 is
+    a mistake and refused.
     """
 
     info: DatasetInfo
@@ -38,6 +45,7 @@ class Pool:
     test: ImageSource
     labeled_candidates: np.ndarray | None = None
     fixed_labeled: np.ndarray | None = None
+    has_unknown_labels: bool = False
 
 
 class SSLDataModule(L.LightningDataModule):
@@ -57,7 +65,8 @@ class SSLDataModule(L.LightningDataModule):
             of batch_size (Suave's CIFAR-100 recipe: 100 labeled + 128 unlabeled);
             overrides unlabeled_ratio.
         eval_batch_size: batch size of val/test loaders.
-        num_workers: DataLoader worker processes per loader.
+        num_workers: DataLoader worker processes per loader; None = this process's share
+            of the CPUs (see `workers.default_num_workers`), 0 = load in the main process.
         download: download missing files (rank 0, in `prepare_data`).
         include_labeled_in_unlabeled: the unlabeled stream also holds the labeled
             images (FixMatch's protocol).
@@ -68,6 +77,9 @@ class SSLDataModule(L.LightningDataModule):
             (its `views` attribute) and falls back to FixMatch's weak / weak+strong.
             An empty list drops that stream (not both).
         shuffle_seed: seed of the data order; None uses Lightning's global seed.
+        predict_split: the images `predict` runs on: "test", "val", "labeled",
+            "unlabeled" (the unlabeled pool, labels hidden), "train" (the whole pool) or
+            the path of a folder of new images (see `predict.py`).
 
     A method with a non-empty `neighbour_table` (`.anchors` [M], `.neighbours`
     [M, K+1], pool indices; SCAN) gets anchor/neighbour pairs in its unlabeled
@@ -85,21 +97,28 @@ class SSLDataModule(L.LightningDataModule):
         unlabeled_ratio: int = 7,
         unlabeled_batch_size: int | None = None,
         eval_batch_size: int = 256,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         download: bool = False,
         include_labeled_in_unlabeled: bool = True,
         steps_per_epoch: int | None = None,
         labeled_views: list | None = None,
         unlabeled_views: list | None = None,
         shuffle_seed: int | None = None,
+        predict_split: str = "test",
     ):
         super().__init__()
         if batch_size <= 0 or unlabeled_ratio < 0 or eval_batch_size <= 0:
-            raise ValueError("batch_size and eval_batch_size must be positive and unlabeled_ratio non-negative")
+            raise ConfigError("batch_size and eval_batch_size must be positive and unlabeled_ratio non-negative")
         if unlabeled_batch_size is not None and unlabeled_batch_size < 0:
-            raise ValueError("unlabeled_batch_size must be non-negative (or None for batch_size x unlabeled_ratio)")
+            raise ConfigError("unlabeled_batch_size must be non-negative (or None for batch_size x unlabeled_ratio)")
         if steps_per_epoch is not None and steps_per_epoch <= 0:
-            raise ValueError("steps_per_epoch must be positive (or None for one pass over the data)")
+            raise ConfigError("steps_per_epoch must be positive (or None for one pass over the data)")
+        if num_workers is not None and num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0 (0 loads in the main process) or null for the default, got {num_workers}")
+        for stream, specs in (("labeled_views", labeled_views), ("unlabeled_views", unlabeled_views)):
+            if specs is not None:
+                check_view_specs(specs, stream)
+        check_predict_split(predict_split)
         self.root = Path(root).expanduser()
         self.num_labels = num_labels
         self.split_seed = split_seed
@@ -116,7 +135,11 @@ class SSLDataModule(L.LightningDataModule):
         self.labeled_views = labeled_views
         self.unlabeled_views = unlabeled_views
         self.shuffle_seed = shuffle_seed
+        self.predict_split = predict_split
         self.pool: Pool | None = None
+        self._peeked_info: DatasetInfo | None = None
+        self._preloaded_pool: Pool | None = None
+        self._prediction_source: ImageSource | None = None
         self._fingerprint: dict | None = None
         self._checked_against_checkpoint = False
 
@@ -127,6 +150,24 @@ class SSLDataModule(L.LightningDataModule):
     def load_pool(self) -> Pool:
         raise NotImplementedError
 
+    def read_info(self) -> DatasetInfo:
+        """The dataset's facts without reading the images or downloading (see `peek_info`).
+        A subclass that cannot tell them cheaply keeps this default: one full load, kept for setup."""
+        self._preloaded_pool = self.load_pool()
+        return self._preloaded_pool.info
+
+    def peek_info(self) -> DatasetInfo:
+        """The dataset's facts (name, num_classes, channels, image_size, classes, fixed_size,
+        hflip) before `setup()`, cheaply: no image is loaded and nothing downloaded, so a model
+        can be sized from the data. Built-in datasets answer even when their files are absent;
+        custom data (an array file, a folder) must be readable, or this raises DataError.
+        mean/std are placeholders (0.5) where they need the pixels; after setup this is `info`."""
+        if self.pool is not None:
+            return self.pool.info
+        if self._peeked_info is None:
+            self._peeked_info = self.read_info()
+        return self._peeked_info
+
     # ---- lifecycle -------------------------------------------------------
     def prepare_data(self) -> None:
         if self.download:
@@ -135,9 +176,17 @@ class SSLDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.pool is not None:
             return
-        pool = self.load_pool()
+        pool = self._preloaded_pool if self._preloaded_pool is not None else self.load_pool()
+        self._preloaded_pool = None
         info = pool.info
-        pool.train.targets = check_targets(pool.train.targets, info.num_classes, f"{info.name} training labels", allow_unknown=True)
+        if self._peeked_info is not None and (change := info_disagreement(self._peeked_info, info)):
+            raise DataError(
+                f"{info.name}: the data read by setup() differs from what peek_info() found before ({change}); "
+                "the files changed in between: let them settle and start again"
+            )
+        pool.train.targets = check_targets(
+            pool.train.targets, info.num_classes, f"{info.name} training labels", allow_unknown=pool.has_unknown_labels
+        )
         pool.test.targets = check_targets(pool.test.targets, info.num_classes, f"{info.name} test labels")
         self.pool = pool
         split = self._resolve_split(pool)
@@ -155,7 +204,7 @@ class SSLDataModule(L.LightningDataModule):
         return self.info.num_classes
 
     def _require_setup(self) -> None:
-        if self.pool is None:
+        if self.pool is None:  # a programming error, not the user's: stays a RuntimeError
             raise RuntimeError("call datamodule.setup() first (the Trainer does this for you)")
 
     # ---- splits ----------------------------------------------------------
@@ -166,7 +215,7 @@ class SSLDataModule(L.LightningDataModule):
             candidates = np.flatnonzero(targets >= 0)
         if pool.fixed_labeled is not None:
             if self.num_labels is not None and self.num_labels != len(pool.fixed_labeled):
-                raise ValueError(
+                raise ConfigError(
                     f"num_labels={self.num_labels} conflicts with the predefined labeled set of "
                     f"{len(pool.fixed_labeled)} images of {pool.info.name}; set num_labels to null"
                 )
@@ -174,15 +223,19 @@ class SSLDataModule(L.LightningDataModule):
         elif self.num_labels is None:
             labeled = np.sort(candidates)
         else:
-            labeled = sample_labeled_indices(targets, self.num_labels, self.split_seed, pool.info.num_classes, candidates)
+            labeled = sample_labeled_indices(
+                targets, self.num_labels, self.split_seed, pool.info.num_classes, candidates, pool.info.classes
+            )
         val = np.zeros(0, dtype=np.int64)
         if self.num_val:
             num_classes = pool.info.num_classes
             if self.num_val % num_classes:
-                raise ValueError(f"num_val={self.num_val} must be a multiple of the number of classes ({num_classes})")
+                raise ConfigError(f"num_val={self.num_val} must be a multiple of the number of classes ({num_classes})")
             remaining = np.setdiff1d(candidates, labeled)
             # Salted so the validation draw is not the continuation of the labeled one.
-            val = sample_balanced_indices(targets, self.num_val // num_classes, self.split_seed + 1_000_003, remaining, num_classes)
+            val = sample_balanced_indices(
+                targets, self.num_val // num_classes, self.split_seed + 1_000_003, remaining, num_classes, "num_val", pool.info.classes
+            )
         return Split(pool.info.name, len(targets), targets_fingerprint(targets), labeled, val, self.split_seed)
 
     def _resolve_split(self, pool: Pool) -> Split:
@@ -191,7 +244,7 @@ class SSLDataModule(L.LightningDataModule):
             split = Split.load(self.split_file)
             split.check_against(name, targets, self.split_file)
             if self.num_labels is not None and len(split.labeled) != self.num_labels:
-                raise ValueError(
+                raise ConfigError(
                     f"split file {self.split_file} holds {len(split.labeled)} labeled images but num_labels={self.num_labels}; "
                     "use a matching split file or num_labels"
                 )
@@ -259,7 +312,7 @@ class SSLDataModule(L.LightningDataModule):
         # every rank raises here and none is left waiting at a barrier.
         problem = fingerprint_mismatch(saved, self.fingerprint(), f"checkpoint {self.trainer.ckpt_path}")
         if problem:
-            raise ValueError(problem)
+            raise ResumeRefused(problem)
 
     def _check_unfingerprinted_resume(self) -> None:
         """Lightning calls `load_state_dict` only when the checkpoint holds an entry under this
@@ -289,7 +342,7 @@ class SSLDataModule(L.LightningDataModule):
         if self.unlabeled_batch() == 0:
             chosen["unlabeled"] = []
         if not chosen["labeled"] and not chosen["unlabeled"]:
-            raise ValueError(
+            raise ConfigError(
                 "both the labeled and the unlabeled views are empty (or the unlabeled batch is 0): there is nothing "
                 "to train on; set labeled_views / unlabeled_views or a positive unlabeled batch"
             )
@@ -317,8 +370,17 @@ class SSLDataModule(L.LightningDataModule):
         return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     # ---- loaders ---------------------------------------------------------
+    def resolved_num_workers(self) -> int:
+        """`num_workers`, or by default this process's share of the CPUs (the local processes
+        are LOCAL_WORLD_SIZE when a launcher sets it, else the trainer's devices)."""
+        if self.num_workers is not None:
+            return self.num_workers
+        local = os.environ.get("LOCAL_WORLD_SIZE") or getattr(self.trainer, "num_devices", None) or 1
+        return default_num_workers(int(local))
+
     def _loader_options(self) -> dict:
-        return dict(num_workers=self.num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
+        workers = self.resolved_num_workers()
+        return dict(num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
                     worker_init_fn=ignore_stop_signals)
 
     def _batches_done(self) -> int:
@@ -343,7 +405,7 @@ class SSLDataModule(L.LightningDataModule):
             global_batch = self.unlabeled_batch() * world
             steps = steps_for(len(self.unlabeled_indices), global_batch)
             if steps == 0:
-                raise ValueError(
+                raise ConfigError(
                     f"the unlabeled set ({len(self.unlabeled_indices)} images) is smaller than one global unlabeled "
                     f"batch ({global_batch}); lower the unlabeled batch or set steps_per_epoch"
                 )
@@ -363,7 +425,7 @@ class SSLDataModule(L.LightningDataModule):
             )
         table = self._method_neighbour_table()
         if table is not None and not views["unlabeled"]:
-            raise ValueError(
+            raise ConfigError(
                 "the method has a neighbour table but there is no unlabeled stream to pair it with "
                 "(unlabeled_views is empty or the unlabeled batch is 0); give the unlabeled stream a view"
             )
@@ -393,8 +455,24 @@ class SSLDataModule(L.LightningDataModule):
         self._require_setup()
         return self._eval_loader(self.pool.test, np.arange(len(self.pool.test)), "eval")
 
+    def _predict_items(self) -> ImageSource:
+        self._require_setup()
+        if self._prediction_source is None:
+            self._prediction_source = prediction_source(
+                self.predict_split, self.pool.train, self.pool.test, self.labeled_indices, self.val_indices,
+                self.unlabeled_indices, self.info,
+            )
+        return self._prediction_source
+
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        """Eval-view batches of `predict_split`: "x", "idx" (the item's position in that split,
+        see `predict_item_names`) and "y" (its label, -1 where the run does not know it)."""
+        items = self._predict_items()
+        return self._eval_loader(items, np.arange(len(items)), "eval")
+
+    def predict_item_names(self) -> list[str] | None:
+        """The file of each predicted item, by "idx", for data read from files; None for arrays."""
+        return item_names(self._predict_items())
 
     def pool_dataloader(self, views="eval", include_val: bool = False) -> DataLoader:
         """The training pool (unlabeled indices) in fixed order and sharded, for offline steps

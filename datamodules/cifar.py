@@ -10,6 +10,7 @@ from torchvision import datasets
 
 from . import info as infos
 from .base import Pool, SSLDataModule
+from .download import download_errors
 from .sources import ArraySource
 from .torchvision_files import ExistenceCheckMixin, require_files
 
@@ -39,8 +40,22 @@ class CIFAR10DataModule(SSLDataModule):
         super().__init__(root=root, **kwargs)
 
     def download_data(self) -> None:
-        for train in (True, False):
-            self.dataset_class(str(self.root), train=train, download=True)
+        cls = self.dataset_class
+        with download_errors(self.dataset_info.name.upper(), cls.url, self.root):
+            for train in (True, False):
+                cls(str(self.root), train=train, download=True)
+
+    def _meta(self) -> dict | None:
+        """The small meta pickle with the class names, when it is there."""
+        path = self.root / self.dataset_class.base_folder / self.dataset_class.meta["filename"]
+        if not path.is_file():
+            return None
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+
+    def read_info(self):
+        meta = self._meta()
+        return self.dataset_info if meta is None else replace(self.dataset_info, classes=tuple(meta[self.dataset_class.meta["key"]]))
 
     def _read(self, train: bool):
         cls = self.dataset_class
@@ -88,6 +103,10 @@ class CIFAR100DataModule(CIFAR10DataModule):
     def _info(self, dataset):
         if not self.superclasses:
             return super()._info(dataset)
-        with open(self.root / dataset.base_folder / dataset.meta["filename"], "rb") as f:
-            names = pickle.load(f, encoding="latin1")["coarse_label_names"]
-        return replace(infos.CIFAR100_20, classes=tuple(names))
+        return replace(infos.CIFAR100_20, classes=tuple(self._meta()["coarse_label_names"]))
+
+    def read_info(self):
+        if not self.superclasses:
+            return super().read_info()
+        meta = self._meta()
+        return infos.CIFAR100_20 if meta is None else replace(infos.CIFAR100_20, classes=tuple(meta["coarse_label_names"]))

@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from sslzoo.errors import DataError
+
 from .dataset import SSLDataset
 from .splits import _splitmix64
 
@@ -24,7 +26,7 @@ def _as_index_array(values, name: str, ndim: int) -> np.ndarray:
         values = values.detach().cpu().numpy()
     array = np.asarray(values)
     if array.ndim != ndim or (array.size and not np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"neighbour table: {name} must be a {ndim}-D integer array, got shape {array.shape} dtype {array.dtype}")
+        raise DataError(f"neighbour table: {name} must be a {ndim}-D integer array, got shape {array.shape} dtype {array.dtype}")
     return array.astype(np.int64)
 
 
@@ -49,13 +51,13 @@ class NeighbourPairs(Dataset):
         anchors = _as_index_array(anchors, "anchors", 1)
         neighbours = _as_index_array(neighbours, "neighbours", 2)
         if len(neighbours) != len(anchors) or neighbours.shape[1] < 1:
-            raise ValueError(
+            raise DataError(
                 f"neighbour table: {len(anchors)} anchors but neighbours of shape {neighbours.shape}; "
                 "it needs one row of at least one candidate per anchor"
             )
         pool_size = len(dataset.source)
         if neighbours.size and (neighbours.min() < 0 or neighbours.max() >= pool_size):
-            raise ValueError(
+            raise DataError(
                 f"neighbour table: candidate indices must lie in [0, {pool_size}) (the training pool), got "
                 f"[{neighbours.min()}, {neighbours.max()}]; re-mine the neighbours (delete the neighbours file) "
                 "or use the same dataset/split"
@@ -66,7 +68,7 @@ class NeighbourPairs(Dataset):
         found = sorted_anchors[slot] == dataset.indices if len(anchors) else np.zeros(len(dataset.indices), dtype=bool)
         if not found.all():
             missing = dataset.indices[~found]
-            raise ValueError(
+            raise DataError(
                 f"the neighbour table has no row for {len(missing)} of the {len(dataset.indices)} training images "
                 f"(first: pool index {int(missing[0])}): it was mined on another pool; re-mine the neighbours "
                 "(delete the neighbours file) or use the same dataset/split"

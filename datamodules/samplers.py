@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
+from sslzoo.errors import DataError
+
 from .splits import _splitmix64
 
 
@@ -35,7 +37,10 @@ class StreamSampler(DistributedSampler):
 
     def __init__(self, num_items: int, samples_per_rank: int, seed: int, rank: int = 0, world_size: int = 1):
         if num_items <= 0:
-            raise ValueError("cannot sample from an empty set")
+            raise DataError(
+                "cannot sample from an empty set: a training stream (labeled or unlabeled) has no images; "
+                "check num_labels, num_val and include_labeled_in_unlabeled"
+            )
         self.num_items = num_items
         self.num_samples = samples_per_rank
         self.seed = seed

@@ -6,8 +6,11 @@ from dataclasses import replace
 import numpy as np
 from torchvision import datasets
 
+from sslzoo.errors import ConfigError
+
 from . import info as infos
 from .base import Pool, SSLDataModule
+from .download import download_errors
 from .sources import UNKNOWN_LABEL, ArraySource, ConcatSource
 from .torchvision_files import ExistenceCheckMixin, require_files
 
@@ -30,7 +33,7 @@ class STL10DataModule(SSLDataModule):
     def __init__(self, root: str = "data", fold: int | None = None, use_unlabeled_split: bool = True, **kwargs):
         super().__init__(root=root, **kwargs)
         if fold is not None and not 0 <= fold <= 9:
-            raise ValueError(f"STL-10 has folds 0..9, got fold={fold}")
+            raise ConfigError(f"STL-10 has folds 0..9, got fold={fold}; set fold to 0..9 or null")
         self.fold = fold
         self.use_unlabeled_split = use_unlabeled_split
 
@@ -38,7 +41,15 @@ class STL10DataModule(SSLDataModule):
         return {**super().split_settings(), "fold": self.fold, "use_unlabeled_split": self.use_unlabeled_split}
 
     def download_data(self) -> None:
-        _STL10(str(self.root), split="train", download=True)
+        with download_errors("STL-10", _STL10.url, self.root):
+            _STL10(str(self.root), split="train", download=True)
+
+    def _class_names_file(self):
+        return self.root / _STL10.base_folder / "class_names.txt"
+
+    def read_info(self):
+        names = self._class_names_file()
+        return replace(infos.STL10, classes=tuple(names.read_text().split())) if names.is_file() else infos.STL10
 
     def _read(self, split: str) -> ArraySource:
         data = _STL10(str(self.root), split=split, download=False)
@@ -54,11 +65,12 @@ class STL10DataModule(SSLDataModule):
         train, test = self._read("train"), self._read("test")
         candidates = np.arange(len(train))
         pool_train = ConcatSource([train, self._read("unlabeled")]) if self.use_unlabeled_split else train
-        names = (self.root / _STL10.base_folder / "class_names.txt").read_text().split()
+        names = self._class_names_file().read_text().split()
         return Pool(
             info=replace(infos.STL10, classes=tuple(names)),
             train=pool_train,
             test=test,
             labeled_candidates=candidates,
             fixed_labeled=self._fold_indices() if self.fold is not None else None,
+            has_unknown_labels=self.use_unlabeled_split,
         )

@@ -6,6 +6,7 @@ from torchvision import datasets
 
 from . import info as infos
 from .base import Pool, SSLDataModule
+from .download import download_errors
 from .sources import ArraySource, ConcatSource
 from .torchvision_files import ExistenceCheckMixin, require_files
 
@@ -31,7 +32,11 @@ class SVHNDataModule(SSLDataModule):
 
     def download_data(self) -> None:
         for split in self._splits():
-            _SVHN(str(self.root), split=split, download=True)
+            with download_errors(f"SVHN {split}", _SVHN.split_list[split][0], self.root):
+                _SVHN(str(self.root), split=split, download=True)
+
+    def read_info(self):
+        return infos.SVHN
 
     def _read(self, split: str) -> ArraySource:
         require_files("SVHN", self.root, [_SVHN.split_list[split][1]])

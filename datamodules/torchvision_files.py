@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sslzoo.errors import DataFileNotFound
+
 
 def missing_files(folder: Path, names) -> list[Path]:
     return [folder / n for n in names if not (folder / n).is_file()]
@@ -17,7 +19,7 @@ def missing_files(folder: Path, names) -> list[Path]:
 def require_files(dataset: str, folder: Path, names, download_hint: str = "pass download=True (needs internet)") -> None:
     missing = missing_files(folder, names)
     if missing:
-        raise FileNotFoundError(
+        raise DataFileNotFound(
             f"{dataset} not found: expected file {missing[0]}"
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             + f". Point root at the directory that holds it, or {download_hint}."

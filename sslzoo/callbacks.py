@@ -1,11 +1,22 @@
 """Callbacks the CLI adds to every run."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+# Lightning's CombinedLoader (every train/val/test/predict loader of every run) builds torch's
+# deprecated `LeafSpec()` in lightning/pytorch/utilities/_pytree.py, which warns (FutureWarning) on torch 2.14.
+# Nothing sslzoo can change: silence exactly that warning from that module.
+warnings.filterwarnings(
+    "ignore",
+    message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    category=FutureWarning,
+    module=r"lightning\.pytorch\.utilities\._pytree",
+)
 
 
 def checkpoint_dir(default_root_dir: str | None) -> str:
@@ -44,3 +55,27 @@ class LogCheckpointPaths(L.Callback):
                 summary.update(paths)
             else:
                 logger.log_hyperparams(paths)
+
+
+WANDB_CHECKPOINT_KEY = "sslzoo_wandb"
+
+
+class RememberWandbRun(L.Callback):
+    """Store the W&B run id in every checkpoint (`checkpoint["sslzoo_wandb"] = {"id": ...}`), so a run
+    resumed from it can continue the same W&B run (`wandb_run_id`), as solo-learn does."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            # `version` is the run's id once the run exists (or the id it was given), without
+            # starting a run; only rank 0 has one, and only rank 0 writes the file.
+            run_id = logger.version if isinstance(logger, WandbLogger) else None
+            if isinstance(run_id, str) and run_id:
+                checkpoint[WANDB_CHECKPOINT_KEY] = {"id": run_id, "project": logger.name}
+                return
+
+
+def wandb_run_id(checkpoint: dict) -> str | None:
+    """The W&B run id `RememberWandbRun` stored in `checkpoint`, or None (no W&B logger, older checkpoint)."""
+    entry = checkpoint.get(WANDB_CHECKPOINT_KEY)
+    run_id = entry.get("id") if isinstance(entry, dict) else None
+    return run_id if isinstance(run_id, str) and run_id else None

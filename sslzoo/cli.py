@@ -11,31 +11,39 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 import datamodules  # noqa: F401  (registers the datamodule classes for --data)
+from sslzoo.model_from_data import fill_model_from_data, peek_datamodule
+from sslzoo.nested_options import merge_options_across_configs
+from sslzoo.run_folder import check_writable
 import sslzoo.methods  # noqa: F401  (registers the method classes for --model)
 from datamodules import SSLDataModule
-from sslzoo.callbacks import LogCheckpointPaths, checkpoint_dir
+from sslzoo.callbacks import checkpoint_dir, wandb_run_id
 from sslzoo.checkpointing import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, Preemption, resolve_ckpt_path
 from sslzoo.checkpointing.resume_hparams import changed_hparams, describe, saved_model_config
-from sslzoo.errors import ResumeRefused, SSLZooError
+from sslzoo.errors import ConfigError, ResumeRefused, SSLZooError
 from sslzoo.methods import SSLMethod
 from sslzoo.modules.sync_batchnorm import SyncBatchNormAnyDevice
 from sslzoo.pictures import ValidationPictures
-from sslzoo.report import RunSummary
+from sslzoo.predictions import PredictionWriter
+from sslzoo.progress import progress_bar_callbacks
+from sslzoo.report.run_summary import RunSummary
 from sslzoo.report.command import main as report_main
-from sslzoo.source_version import LogSourceVersion
+from sslzoo.standard_callbacks import BEST_CHECKPOINT_DEFAULTS, run_record_callbacks
 
 
 def default_callbacks() -> list[L.Callback]:
-    """Callbacks every run of the CLI gets (fresh instances per CLI; add new ones here)."""
-    return [LogCheckpointPaths(), RunSummary(), LogSourceVersion()]
+    """Callbacks every run of the CLI gets (fresh instances per CLI; add new ones to
+    `run_record_callbacks`, so Python API users get them too)."""
+    return run_record_callbacks()
 
 
 class LogConfigCallback(SaveConfigCallback):
@@ -53,14 +61,7 @@ HPARAM_CHANGE_POLICIES = ("refuse", "command_line")
 class SSLZooCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "auto",  # the method's checkpoint_metric
-                "checkpoint.mode": "max",
-                "checkpoint.filename": "best-{epoch}-{step}",
-                "checkpoint.auto_insert_metric_name": False,
-            }
-        )
+        parser.set_defaults({f"checkpoint.{key}": value for key, value in BEST_CHECKPOINT_DEFAULTS.items()})
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=checkpoint_dir)
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.link_arguments("trainer.default_root_dir", "last_checkpoint.dirpath", compute_fn=checkpoint_dir)
@@ -71,6 +72,30 @@ class SSLZooCLI(LightningCLI):
             "train on with the command line's values (a warning lists them)",
         )  # fmt: skip
         parser.add_lightning_class_args(ValidationPictures, "pictures")
+        # `sslzoo predict` writes <run dir>/predictions_<split>.csv (--data.init_args.predict_split)
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        self._configure_model_from_data()
+
+    def _subcommand_config(self):
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
+
+    def _configure_model_from_data(self) -> None:
+        """Unset num_classes / input_channels / image_size of the model follow the datamodule's
+        facts (read before any image is loaded); a pinned value must agree with them."""
+        config = self._subcommand_config()
+        model, data = config.get("model"), config.get("data")
+        if model is None or data is None or model.get("init_args") is None:
+            return
+        filled = fill_model_from_data(model, peek_datamodule(data))
+        if filled:
+            rank_zero_info("sslzoo: from the data: " + ", ".join(f"model.{k}={v}" for k, v in filled.items()))
+
+    def before_instantiate_classes(self) -> None:
+        check_writable(self._subcommand_config()["trainer"].get("default_root_dir") or ".")
 
     # ---- --ckpt_path: resolved and checked before anything is built ----------
     def _parse_ckpt_path(self) -> None:
@@ -91,6 +116,8 @@ class SSLZooCLI(LightningCLI):
         weights_only = config.get("weights_only")
         checkpoint = load_checkpoint_header(path, True if weights_only is None else weights_only)
         self._check_model_against(checkpoint, path, subcommand)
+        if subcommand == "fit":
+            continue_wandb_run(config["trainer"], wandb_run_id(checkpoint))
 
     def _check_model_against(self, checkpoint: dict, path: str, subcommand: str) -> None:
         saved_class, saved_args = saved_model_config(checkpoint)
@@ -134,7 +161,13 @@ class SSLZooCLI(LightningCLI):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
         config["plugins"] = plugins
-        return super()._instantiate_trainer(config, callbacks)
+        given = [c for c in (config.get("callbacks") or []) if isinstance(c, L.Callback)] + list(callbacks)
+        callbacks = list(callbacks) + progress_bar_callbacks(config.get("enable_progress_bar"), given)
+        trainer = super()._instantiate_trainer(config, callbacks)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger._default_hp_metric = False  # no `hp_metric` -1 rows: runs are compared on their own metrics
+        return trainer
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -143,6 +176,11 @@ class SSLZooCLI(LightningCLI):
         for callback in self.trainer.callbacks:
             if isinstance(callback, RunSummary):
                 callback.config_files = config_files
+        for logger in self.trainer.loggers:
+            # W&B looks for a git checkout in its save_dir and warns ("git root ... does not exist")
+            # when that folder is not there yet.
+            if isinstance(logger, WandbLogger) and logger.save_dir:
+                Path(logger.save_dir).mkdir(parents=True, exist_ok=True)
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
         # Load checkpoints without executing pickled code unless the user opts out
@@ -150,7 +188,23 @@ class SSLZooCLI(LightningCLI):
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         if "weights_only" in self._subcommand_method_arguments[subcommand] and kwargs.get("weights_only") is None:
             kwargs["weights_only"] = True
+        if subcommand == "predict" and kwargs.get("return_predictions") is None:
+            kwargs["return_predictions"] = False  # the PredictionWriter has them; an ImageNet pool's logits need not stay in memory
         return kwargs
+
+
+def continue_wandb_run(trainer_config, run_id: str | None) -> None:
+    """A resumed fit logs into the W&B run its checkpoint came from (the id `RememberWandbRun`
+    stored), unless the command names a run id itself; Lightning's WandbLogger resumes with "allow"."""
+    loggers = trainer_config.get("logger")
+    loggers = loggers if isinstance(loggers, list) else [loggers]
+    for logger in loggers:
+        if run_id is None or not hasattr(logger, "get") or not str(logger.get("class_path", "")).endswith("WandbLogger"):
+            continue
+        init_args = logger["init_args"]
+        if init_args.get("id") is None and init_args.get("version") is None:
+            init_args["id"] = run_id
+            rank_zero_info(f"sslzoo: continuing W&B run {run_id}")
 
 
 def load_checkpoint_header(path: str, weights_only: bool) -> dict:
@@ -165,6 +219,7 @@ def load_checkpoint_header(path: str, weights_only: bool) -> dict:
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> SSLZooCLI:
     """The CLI object; with run=False it only parses and instantiates (for scripts and tests)."""
+    merge_options_across_configs()
     return SSLZooCLI(
         SSLMethod,
         SSLDataModule,
@@ -172,13 +227,40 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLZooCLI:
         subclass_mode_data=True,
         save_config_callback=LogConfigCallback,
         save_config_kwargs={"overwrite": True},
+        # Methods own their optimizers (no-decay groups, LR scaling, schedules per optimizer step):
+        # LightningCLI's --optimizer/--lr_scheduler would silently replace all of that.
+        auto_configure_optimizers=False,
         trainer_defaults={
             "default_root_dir": "runs/default",
             "callbacks": default_callbacks(),
         },
+        # Lightning's own default (True) seeds 0 too, with a "No seed found" warning on every run.
+        seed_everything_default=0,
         args=args,
         run=run,
     )
+
+
+def one_line(err: SSLZooError) -> str:
+    """The error's own message; an error re-raised from a DataLoader worker carries the worker's
+    traceback ("Caught DataError in DataLoader worker process 0. Original Traceback ..."), whose
+    last line is that message."""
+    message = str(err).strip()
+    if message.startswith("Caught "):
+        message = message.splitlines()[-1].split(": ", 1)[-1]
+    return message
+
+
+LIGHTNING_OPTIMIZER_FLAGS = ("--optimizer", "--lr_scheduler")
+
+
+def refuse_lightning_optimizer_flags(args: list[str]) -> None:
+    for arg in args:
+        if arg.split("=", 1)[0].split(".", 1)[0] in LIGHTNING_OPTIMIZER_FLAGS:
+            raise ConfigError(
+                f"{arg.split('=', 1)[0]}: sslzoo methods build their own optimizer and schedule (no-decay groups, LR scaling, "
+                "per-step schedules); set them with --model.init_args.optimizer / lr / weight_decay / scheduler / warmup_steps"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,11 +270,12 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] == ["report"]:
         sys.exit(report_main(args[1:]))
     try:
+        refuse_lightning_optimizer_flags(args)
         build_cli(argv)
     except SSLZooError as err:
         if os.environ.get("SSLZOO_TRACEBACK"):
             raise
-        sys.stderr.write(f"sslzoo: error: {err}\n")
+        sys.stderr.write(f"sslzoo: error: {one_line(err)}\n")
         sys.exit(2)
 
 

@@ -114,3 +114,25 @@ def write_npz(path: Path, num_train: int = 40, num_test: int = 20, num_classes: 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
     return Path(path)
+
+
+def write_image_files(folder: Path, count: int, size=(16, 16), ext: str = "png", seed: int = 0, prefix: str = "img") -> list[Path]:
+    """`count` RGB images of `size` (width, height) in `folder` (created), named <prefix><i>.<ext>."""
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+        path = folder / f"{prefix}{i}.{ext}"
+        Image.fromarray(pixels).save(path, format="JPEG" if ext.lower() in ("jpeg", "jpg") else "PNG")
+        paths.append(path)
+    return paths
+
+
+def write_fixed_size_folder(root: Path, classes=("a", "b"), per_class=(4, 2), size: int = 16, seed: int = 0) -> Path:
+    """root/{train,test}/<class>/*.png, every image size x size (a fixed-size folder dataset)."""
+    for split, n in zip(("train", "test"), per_class):
+        for k, c in enumerate(classes):
+            write_image_files(Path(root) / split / c, n, (size, size), seed=seed + 31 * k + (split == "test"), prefix=f"{c}_{split}")
+    return Path(root)

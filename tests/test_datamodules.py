@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import fakes
+from sslzoo.errors import DataError
 from datamodules import (
     ArrayDataModule,
     CIFAR10DataModule,
@@ -14,6 +15,7 @@ from datamodules import (
     STL10DataModule,
     SVHNDataModule,
 )
+from datamodules.views import build_view
 
 COMMON = dict(batch_size=4, unlabeled_ratio=2, eval_batch_size=8, num_workers=0, shuffle_seed=0)
 
@@ -258,7 +260,7 @@ def test_impossible_num_labels(tmp_path):
     root = fakes.write_cifar10(tmp_path)
     with pytest.raises(ValueError, match="multiple of the number of classes"):
         CIFAR10DataModule(str(root), num_labels=25, **COMMON).setup()
-    with pytest.raises(ValueError, match="class 0 has only 10 images"):
+    with pytest.raises(ValueError, match=r"class 0 \(airplane\) has only 10 images available but 20 per class .* at most 100 in total"):
         CIFAR10DataModule(str(root), num_labels=200, **COMMON).setup()
 
 
@@ -309,10 +311,11 @@ def test_corrupt_image_names_the_file(tmp_path):
     root = fakes.write_image_folder(tmp_path / "data", splits=("train", "test"))
     bad = root / "train" / "n02" / "n02_train1.JPEG"
     bad.write_bytes(b"\xff\xd8 this is not a jpeg")
-    dm = ImageFolderDataModule(str(root), image_size=32, labeled_views=["eval"], unlabeled_views=["eval"], **COMMON)
+    # Without the verification at setup, the file is named when it is first read.
+    dm = ImageFolderDataModule(str(root), image_size=32, verify_images=False, labeled_views=["eval"], unlabeled_views=["eval"], **COMMON)
     dm.setup()
     index = dm.pool.train.paths.index(str(bad))
-    with pytest.raises(RuntimeError, match=r"cannot decode image file .*n02_train1.JPEG"):
+    with pytest.raises(DataError, match=r"cannot decode image file .*n02_train1.JPEG"):
         dm.pool.train.image(index)
 
 
@@ -343,3 +346,225 @@ def test_download_runs_torchvision_download_and_md5_check(tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="not found or is corrupted|File not found or corrupted"):
         CIFAR10DataModule(str(tmp_path / "dl2"), download=True, **COMMON).prepare_data()
     server.shutdown()
+
+
+# ---- peek_info: the dataset's facts before setup, cheaply ------------------------
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda root: CIFAR10DataModule(root), ("cifar10", 10, 3, 32, True, True)),
+        (lambda root: CIFAR100DataModule(root), ("cifar100", 100, 3, 32, True, True)),
+        (lambda root: CIFAR100DataModule(root, superclasses=True), ("cifar100_20", 20, 3, 32, True, True)),
+        (lambda root: SVHNDataModule(root), ("svhn", 10, 3, 32, True, False)),
+        (lambda root: STL10DataModule(root), ("stl10", 10, 3, 96, True, True)),
+        (lambda root: ImageNetDataModule(root), ("imagenet", 1000, 3, 224, False, True)),
+        (lambda root: ImageNetDataModule(root, classes=["n01", "n02"]), ("imagenet", 2, 3, 224, False, True)),
+    ],
+    ids=["cifar10", "cifar100", "cifar100_20", "svhn", "stl10", "imagenet", "imagenet-classes"],
+)
+def test_builtin_datasets_peek_without_their_files(tmp_path, make, expected):
+    info = make(str(tmp_path / "absent")).peek_info()
+    assert (info.name, info.num_classes, info.channels, info.image_size, info.fixed_size, info.hflip) == expected
+    assert not (tmp_path / "absent").exists()  # nothing downloaded or created
+
+
+@pytest.mark.parametrize(
+    "write, make",
+    [
+        (fakes.write_cifar10, lambda root: CIFAR10DataModule(root, **COMMON)),
+        (fakes.write_cifar100, lambda root: CIFAR100DataModule(root, superclasses=True, **COMMON)),
+        (fakes.write_stl10, lambda root: STL10DataModule(root, **COMMON)),
+        (fakes.write_svhn, lambda root: SVHNDataModule(root, **COMMON)),
+        (lambda root: fakes.write_image_folder(root, splits=("train", "val")), lambda root: ImageNetDataModule(root, classes=["n03", "n01"], image_size=32, **COMMON)),
+    ],
+    ids=["cifar10", "cifar100_20", "stl10", "svhn", "imagenet-folder"],
+)
+def test_peek_agrees_with_the_full_load(tmp_path, write, make):
+    root = str(write(tmp_path / "data"))
+    dm = make(root)
+    peeked = dm.peek_info()
+    dm.setup()
+    for field in ("name", "num_classes", "channels", "image_size", "fixed_size", "hflip", "classes"):
+        assert getattr(peeked, field) == getattr(dm.info, field), field
+    assert dm.peek_info() is dm.info  # after setup, the real thing (with mean/std)
+
+
+def test_array_peek_reads_labels_and_headers_only(tmp_path, monkeypatch):
+    import datamodules.array as array_module
+
+    path = fakes.write_npz(tmp_path / "gray.npz", num_classes=5, size=12, channels=1, num_train=50)
+    read = []
+    real = array_module.load_npz_array
+    monkeypatch.setattr(array_module, "load_npz_array", lambda p, name: read.append(name) or real(p, name))
+    dm = ArrayDataModule(str(path), name="gray", **COMMON)
+    info = dm.peek_info()
+    assert sorted(read) == ["classes", "y_test", "y_train"]  # never x_train / x_test
+    assert (info.name, info.num_classes, info.channels, info.image_size) == ("gray", 5, 1, 12)
+    assert info.classes == tuple(f"class{i}" for i in range(5)) and info.mean == (0.5,)
+    assert dm.peek_info() is info and len(read) == 3  # cached
+    dm.setup()
+    assert dm.info.channels == 1 and dm.info.mean != (0.5,) and "x_train" in read
+
+
+def test_setup_refuses_data_that_changed_since_the_peek(tmp_path):
+    path = fakes.write_npz(tmp_path / "toy.npz", num_classes=4)
+    dm = ArrayDataModule(str(path), **COMMON)
+    assert dm.peek_info().num_classes == 4
+    fakes.write_npz(path, num_classes=5)
+    with pytest.raises(DataError, match=r"differs from what peek_info\(\) found before \(num_classes 4 -> 5, the class names\)"):
+        dm.setup()
+
+
+def test_folder_peek_lists_class_folders_and_honours_classes(tmp_path):
+    root = fakes.write_image_folder(tmp_path / "data", splits=("train", "test"), classes=("cat", "dog", "fox"))
+    info = ImageFolderDataModule(str(root), image_size=40, name="pets", **COMMON).peek_info()
+    assert (info.num_classes, info.classes, info.channels, info.image_size) == (3, ("cat", "dog", "fox"), 3, 40)
+    chosen = ImageFolderDataModule(str(root), classes=["fox", "cat"], **COMMON).peek_info()
+    assert chosen.classes == ("fox", "cat") and chosen.num_classes == 2
+
+
+# ---- num_workers: sized to the machine by default -------------------------------
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 4, 8, 16, 64])
+@pytest.mark.parametrize("local", [1, 2, 8])
+def test_default_workers_never_trigger_lightnings_few_workers_warning(monkeypatch, cpus, local):
+    import os
+
+    from lightning.fabric.utilities.data import suggested_max_num_workers
+
+    from datamodules.workers import default_num_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    workers = default_num_workers(local)
+    assert 0 <= workers <= 8 and workers <= max(0, cpus // local - 1)
+    # Lightning warns when num_workers < 2 while it suggests more than 1.
+    assert not (workers < 2 and suggested_max_num_workers(local) > 1)
+
+
+def test_num_workers_default_follows_local_world_size_and_zero_stays_zero(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    options = {k: v for k, v in COMMON.items() if k != "num_workers"}
+    dm = CIFAR10DataModule(str(tmp_path), **options)
+    assert dm.num_workers is None and dm.resolved_num_workers() == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert dm.resolved_num_workers() == 3
+    zero = CIFAR10DataModule(str(tmp_path), num_workers=0, **options)
+    assert zero.resolved_num_workers() == 0 and zero._loader_options()["persistent_workers"] is False
+
+
+# ---- predict_split: which images predict runs on -----------------------------------
+
+def _predicted(dm):
+    batches = list(dm.predict_dataloader())
+    cat = lambda key: torch.cat([b[key] for b in batches])
+    return cat("x"), cat("idx").tolist(), cat("y").tolist(), batches
+
+
+@pytest.mark.parametrize("split", ["test", "val", "labeled", "unlabeled", "train"])
+def test_predict_splits_of_an_array_file(tmp_path, split):
+    path = fakes.write_npz(tmp_path / "toy.npz")
+    dm = ArrayDataModule(str(path), num_labels=8, num_val=8, include_labeled_in_unlabeled=False, predict_split=split, **COMMON)
+    dm.setup("predict")
+    train = dm.pool.train.targets
+    pool_indices = {
+        "test": None, "val": dm.val_indices, "labeled": dm.labeled_indices, "unlabeled": dm.unlabeled_indices,
+        "train": np.arange(len(train)),
+    }[split]
+    x, idx, y, batches = _predicted(dm)
+    assert set(batches[0]) == {"x", "y", "idx"} and x.shape[1:] == (3, 16, 16)
+    n = len(dm.pool.test) if pool_indices is None else len(pool_indices)
+    assert sorted(idx) == list(range(n))  # positions in the split, each once
+    if split == "test":
+        assert y == dm.pool.test.targets.tolist()
+        expected_x = build_view("eval", dm.info)(dm.pool.test.image(5))
+    else:
+        expected_x = build_view("eval", dm.info)(dm.pool.train.image(int(pool_indices[5])))
+        if split == "unlabeled":
+            shown = np.full(n, -1)  # the unlabeled pool's labels stay hidden
+        elif split == "train":
+            shown = np.where(np.isin(np.arange(n), np.union1d(dm.labeled_indices, dm.val_indices)), train, -1)
+        else:
+            shown = train[pool_indices]
+        assert y == shown.tolist()
+    torch.testing.assert_close(x[idx.index(5)], expected_x)
+    assert dm.predict_item_names() is None  # arrays have no files
+
+
+def test_predict_item_names_of_a_folder_dataset(tmp_path):
+    root = fakes.write_image_folder(tmp_path / "data", splits=("train", "test"))
+    dm = ImageFolderDataModule(str(root), image_size=32, num_labels=3, predict_split="labeled", **COMMON)
+    dm.setup("predict")
+    names = dm.predict_item_names()
+    assert names == [dm.pool.train.paths[i] for i in dm.labeled_indices]
+    x, idx, y, _ = _predicted(dm)
+    assert y == dm.pool.train.targets[dm.labeled_indices].tolist() and idx == [0, 1, 2]
+    test = ImageFolderDataModule(str(root), image_size=32, **COMMON)
+    test.setup()
+    assert test.predict_item_names() == test.pool.test.paths
+
+
+def test_predict_a_folder_of_new_images(tmp_path):
+    from PIL import Image
+
+    new = tmp_path / "new"
+    fakes.write_image_files(new, 2, size=(50, 30), ext="jpg")
+    fakes.write_image_files(new / "deeper" / "still", 2, size=(33, 41), prefix="x")
+    (new / "notes.txt").write_text("not an image")
+    root = fakes.write_image_folder(tmp_path / "data", splits=("train", "test"))
+    dm = ImageFolderDataModule(str(root), image_size=24, predict_split=str(new), **COMMON)
+    dm.setup("predict")
+    names = dm.predict_item_names()
+    assert names == sorted(str(p) for p in new.rglob("*") if p.suffix in (".jpg", ".png"))
+    x, idx, y, _ = _predicted(dm)
+    assert x.shape == (4, 3, 24, 24) and sorted(idx) == [0, 1, 2, 3] and y == [-1] * 4
+    with Image.open(names[2]) as img:
+        pixels = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
+    torch.testing.assert_close(x[idx.index(2)], build_view("eval", dm.info)(pixels))
+
+
+def test_predict_a_new_folder_for_a_fixed_size_dataset(tmp_path):
+    path = fakes.write_npz(tmp_path / "gray.npz", size=16, channels=1)
+    new = tmp_path / "new"
+    fakes.write_image_files(new, 3, size=(16, 16))
+    dm = ArrayDataModule(str(path), predict_split=str(new), **COMMON)
+    dm.setup("predict")
+    x, idx, y, _ = _predicted(dm)
+    assert x.shape == (3, 1, 16, 16) and y == [-1] * 3  # converted to the dataset's one channel
+    odd = fakes.write_image_files(new, 1, size=(20, 20), prefix="odd")[0]
+    dm = ArrayDataModule(str(path), predict_split=str(new), **COMMON)
+    dm.setup("predict")
+    with pytest.raises(DataError, match=rf"{odd} is 20x20 pixels, not 16x16"):
+        dm.predict_dataloader()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    dm = ArrayDataModule(str(path), predict_split=str(empty), **COMMON)
+    dm.setup("predict")
+    with pytest.raises(DataError, match="predict_split folder .*empty holds no images"):
+        dm.predict_dataloader()
+
+
+def test_worker_processes_do_not_change_the_training_stream(tmp_path):
+    """Every item carries its own augmentation seed, so workers (the default now) give the batches
+    of num_workers=0, and a loader resumed mid-epoch continues them exactly."""
+    path = fakes.write_npz(tmp_path / "toy.npz")
+    options = {**COMMON, "num_labels": 8, "steps_per_epoch": 4}
+
+    def stream(workers, resume_at=None):
+        dm = ArrayDataModule(str(path), **{**options, "num_workers": workers})
+        dm.setup()
+        loaders = dm.train_dataloader().iterables
+        if resume_at is not None:
+            for loader in loaders.values():
+                loader.load_state_dict({"epoch": 0, "batches_done": resume_at})
+        steps = zip(*(iter(loader) for loader in loaders.values()))  # (labeled, unlabeled) batches per step
+        return [torch.cat([b["x"] if torch.is_tensor(b["x"]) else torch.cat(b["x"]) for b in step]) for step in steps]
+
+    plain, with_workers = stream(0), stream(2)
+    assert len(plain) == len(with_workers) == 4
+    for a, b in zip(plain, with_workers):
+        assert torch.equal(a, b)
+    for a, b in zip(plain[2:], stream(2, resume_at=2)):
+        assert torch.equal(a, b)

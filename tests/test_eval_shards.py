@@ -25,7 +25,7 @@ class CountingFixMatch(FixMatch):
             "loss": _synced(self.eval_losses[prefix.strip("/")], lambda m: m.weight),
             "acc": _synced(metrics["acc"], lambda m: m.tp.sum() + m.fn.sum()),  # micro top-1: each sample is a tp or a fn
             "cluster_acc": _synced(metrics["cluster_acc"], lambda m: m.counts.sum()),
-            "nmi": _synced(metrics["nmi"], lambda m: len(torch.cat(m.preds) if isinstance(m.preds, list) else m.preds)),
+            "nmi": _synced(metrics["nmi"], lambda m: m.counts.sum()),
         }
         self.log_dict({f"{prefix}count_{name}": value for name, value in counts.items()})
 

@@ -25,6 +25,7 @@ from sslzoo.pictures import (
     tsne_2d,
 )
 from sslzoo.pictures import callback as pictures_callback
+from sslzoo.pictures.callback import evaluated_network_name, with_gaps
 from sslzoo.pictures.drawing import class_colours
 from sslzoo.source_version import LogSourceVersion, source_version
 
@@ -73,26 +74,62 @@ def test_confusion_table_maps_clusters_like_the_clustering_accuracy():
     assert np.trace(table) == int(counts[torch.arange(4), cluster_to_class_map(counts)].sum())
 
 
-def test_embedding_picture_marks_labeled_points_as_black_edged_stars():
+def test_confusion_picture_normalised_by_row_shows_fractions_of_each_true_class():
+    counts = np.array([[6, 2], [0, 0]])  # an empty class stays 0, not NaN
+    axes = draw_confusion(counts, normalise=True).axes[0]
+    assert np.allclose(axes.images[0].get_array(), [[0.75, 0.25], [0, 0]]) and axes.images[0].get_clim() == (0.0, 1.0)
+    assert [t.get_text() for t in axes.texts] == ["0.75", "0.25", "0.00", "0.00"]
+    assert "75.0% of 8 images" in axes.get_title()  # the accuracy is still of the counts
+
+
+def test_embedding_stars_are_small_transparent_and_beneath_the_validation_points():
     points = np.arange(12, dtype=float).reshape(6, 2)
     labels = np.array([0, 1, 2, 0, 1, 2])
     labeled = np.array([False, False, False, False, True, True])
     axes = draw_embedding(points, labels, labeled, ("a", "b", "c")).axes[0]
-    rest, stars = axes.collections
+    stars, rest = axes.collections
     assert np.array_equal(rest.get_offsets(), points[:4]) and np.array_equal(stars.get_offsets(), points[4:])
-    assert np.allclose(stars.get_facecolors(), class_colours(3)[[1, 2]])
+    assert np.allclose(stars.get_facecolors()[:, :3], class_colours(3)[[1, 2], :3])
     assert np.allclose(rest.get_facecolors()[:, :3], class_colours(3)[[0, 1, 2, 0], :3])
-    assert np.allclose(stars.get_edgecolors(), to_rgba("black")) and stars.get_sizes()[0] > rest.get_sizes()[0]
+    assert np.allclose(stars.get_edgecolors()[:, :3], to_rgba("black")[:3])
+    assert stars.get_zorder() < rest.get_zorder() and stars.get_alpha() < 1
+    assert stars.get_sizes()[0] <= 30  # was 90: 500 of them hid the validation points
     assert [t.get_text() for t in axes.get_legend().get_texts()] == ["a", "b", "c", "labeled"]
+    assert ValidationPictures().embedding_labeled_points == 200
 
 
-def test_curves_picture_plots_each_series_against_the_step():
-    series = {"train/mask_rate": (np.array([1, 2, 5]), np.array([0.2, 0.5, 0.9])), "train/pseudo_acc_all": (np.array([1, 2]), np.array([0.3, 0.4]))}
-    axes = draw_curves(series).axes[0]
+def test_curves_picture_plots_each_series_against_the_step_with_the_legend_off_the_lines():
+    series = {
+        "train/mask_rate": (np.array([1, 2, 5]), np.array([0.0, 0.5, 0.9])),
+        "train/pseudo_acc_masked": (np.array([1, 2, 5]), np.array([np.nan, 0.4, 0.8])),  # nothing confident at step 1
+    }
+    figure = draw_curves(series)
+    axes = figure.axes[0]
     lines = {line.get_label(): line for line in axes.get_lines()}
     for name, (steps, values) in series.items():
-        assert np.array_equal(lines[name].get_xdata(), steps) and np.array_equal(lines[name].get_ydata(), values)
+        assert np.array_equal(lines[name].get_xdata(), steps) and np.array_equal(lines[name].get_ydata(), values, equal_nan=True)
     assert axes.get_xlabel() == "global step"
+    (legend,) = figure.legends
+    figure.draw_without_rendering()
+    plot, box = axes.get_window_extent(), legend.get_window_extent()
+    assert box.y1 <= plot.y0 and not box.overlaps(plot)  # below the plot, not over the curves
+    assert [t.get_text() for t in legend.get_texts()] == list(series)
+
+
+def test_masked_accuracy_is_a_gap_where_nothing_was_confident():
+    assert np.isnan(with_gaps({"train/pseudo_acc_masked": 0.0, "train/mask_rate": 0.0}, 0.0)["train/pseudo_acc_masked"])
+    assert with_gaps({"train/pseudo_acc_masked": 0.0}, 0.25) == {"train/pseudo_acc_masked": 0.0}  # confident and wrong
+    assert with_gaps({"train/pseudo_acc_masked": 0.5}, None) == {"train/pseudo_acc_masked": 0.5}  # no mask rate logged
+
+
+def test_the_picture_names_the_evaluated_network():
+    with_ema, without_ema = _fixmatch(), FixMatch(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS, ema_decay=None)
+    assert evaluated_network_name(with_ema) == "EMA" and evaluated_network_name(without_ema) == "online network"
+
+    class Named(FixMatch):
+        eval_network_name = "teacher"
+
+    assert evaluated_network_name(Named(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS)) == "teacher"
 
 
 # ---- embedding ----------------------------------------------------------------------------------
@@ -160,12 +197,20 @@ def _fixmatch():
     return FixMatch(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS, threshold=0.5, ema_decay=0.9)
 
 
-def _spy_on_confusion(monkeypatch) -> list:
-    tables = []
+class DrawnTables(list):
+    """The tables the confusion picture drew, and their titles."""
 
-    def spy(table, *args, **kwargs):
+    titles: list
+
+
+def _spy_on_confusion(monkeypatch) -> DrawnTables:
+    tables = DrawnTables()
+    tables.titles = []
+
+    def spy(table, class_names=(), title="", **kwargs):
         tables.append(np.array(table))
-        return draw_confusion(table, *args, **kwargs)
+        tables.titles.append(title)
+        return draw_confusion(table, class_names, title, **kwargs)
 
     monkeypatch.setattr(pictures_callback, "draw_confusion", spy)
     return tables
@@ -200,8 +245,12 @@ def test_fit_writes_pictures_to_the_run_directory_wandb_and_tensorboard(tmp_path
     # The confusion picture is the whole validation set, counted from validation_step's EMA logits.
     assert len(tables) == 3 and tables[-1].sum() == 16
     assert np.trace(tables[-1]) / 16 == pytest.approx(float(trainer.callback_metrics["val/acc"]))
+    assert tables.titles[-1] == "EMA, validation, step 9"
     # The curve has the points the loggers got (log_every_n_steps=1: every step).
     assert [s for s, _ in pictures.history.points["train/mask_rate"]] == list(range(1, 10))
+    # ... except a masked accuracy where no pseudo-label was confident: a gap, not a 0.
+    mask_rates, accuracies = (dict(pictures.history.points[name]) for name in ("train/mask_rate", "train/pseudo_acc_masked"))
+    assert all(np.isnan(accuracies[step]) == (rate == 0) for step, rate in mask_rates.items())
 
     run_dir = next((tmp_path / "wandb").glob("offline-run-*"))
     media = {p.parent.name + "/" + p.name.rsplit("_", 2)[0] for p in (run_dir / "files" / "media" / "images").rglob("*.png")}

@@ -414,3 +414,18 @@ def test_unit_normalize_rejects_uint8():
 
     with pytest.raises(TypeError, match="float images"):
         UnitNormalize((0.5,), (0.25,))(torch.zeros(1, 2, 2, dtype=torch.uint8))
+
+
+def test_view_specs_are_checked_without_building_them():
+    from datamodules.views import check_view_specs
+    from sslzoo.errors import ConfigError
+
+    check_view_specs(["weak", {"name": "strong", "cutout": 16}, {"name": "multicrop", "num_local": 2}], "unlabeled_views")
+    check_view_specs("eval", "labeled_views")
+    with pytest.raises(ConfigError, match="unlabeled_views: unknown view 'stong'; available views: .*strong"):
+        check_view_specs(["weak", "stong"], "unlabeled_views")
+    with pytest.raises(ConfigError, match="labeled_views: bad options for view 'weak': .*'cutout'"):
+        check_view_specs([{"name": "weak", "cutout": 3}], "labeled_views")
+    # A view's own value checks run when it is built, as a ConfigError too.
+    with pytest.raises(ConfigError, match="bad options for view 'strong': .*not both"):
+        build_view({"name": "strong", "cutout": 16, "cutout_fraction": 0.5}, infos.STL10)

@@ -14,11 +14,12 @@ from sslzoo.nets import BACKBONES
 
 class TinyMLP(nn.Module):
     """A batch-independent backbone (no BatchNorm): per-sample math, so sharding a batch
-    over processes changes nothing and DDP must equal one process."""
+    over processes changes nothing and DDP must equal one process. Takes size x size images."""
 
-    def __init__(self, in_features: int = 3 * 8 * 8, feature_dim: int = 16):
+    def __init__(self, input_channels: int = 3, size: int = 8, feature_dim: int = 16):
         super().__init__()
         self.feature_dim = feature_dim
+        in_features = input_channels * size * size
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 32), nn.ReLU(), nn.Linear(32, feature_dim), nn.ReLU())
 
     def forward(self, x):
@@ -28,11 +29,11 @@ class TinyMLP(nn.Module):
 class TinyConv(nn.Module):
     """A batch-independent backbone for any image size (multi-crop): conv, global pooling, linear."""
 
-    def __init__(self, feature_dim: int = 16):
+    def __init__(self, input_channels: int = 3, feature_dim: int = 16):
         super().__init__()
         self.feature_dim = feature_dim
         self.net = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, feature_dim), nn.ReLU()
+            nn.Conv2d(input_channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, feature_dim), nn.ReLU()
         )
 
     def forward(self, x):

@@ -6,8 +6,11 @@ options (``{"name": "multicrop", "num_local": 4}``). Every view takes a uint8
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Callable
+
+from sslzoo.errors import ConfigError, SSLZooError
 
 from .boosted import clustering_view
 from .compose import MultiView, View
@@ -42,25 +45,50 @@ def _parse(spec) -> tuple[str, dict]:
     if isinstance(spec, Mapping) and "name" in spec:
         options = dict(spec)
         return options.pop("name"), options
-    raise ValueError(f"a view spec is a name or a mapping with a 'name' key, got {spec!r}")
+    raise ConfigError(f"a view spec is a name or a mapping with a 'name' key, got {spec!r}")
+
+
+def _builder(name: str) -> Callable:
+    if name not in VIEW_BUILDERS:
+        raise ConfigError(f"unknown view '{name}'; available views: {', '.join(sorted(VIEW_BUILDERS))}")
+    return VIEW_BUILDERS[name]
+
+
+def _as_list(specs) -> list:
+    return [specs] if isinstance(specs, (str, Mapping)) else list(specs)
+
+
+def check_view_specs(specs, where: str) -> None:
+    """Refuse unknown view names and option names now (at construction), not when the first
+    loader is built; `where` names the option (e.g. "labeled_views")."""
+    for spec in _as_list(specs):
+        try:
+            name, options = _parse(spec)
+            builder = _builder(name)
+            try:
+                inspect.signature(builder).bind(None, **options)
+            except TypeError as err:
+                raise ConfigError(f"bad options for view '{name}': {err}") from err
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from err
 
 
 def build_view(spec, info):
     name, options = _parse(spec)
-    if name not in VIEW_BUILDERS:
-        raise ValueError(f"unknown view '{name}'; available views: {', '.join(sorted(VIEW_BUILDERS))}")
+    builder = _builder(name)
     try:
-        return VIEW_BUILDERS[name](info, **options)
-    except TypeError as err:
-        raise ValueError(f"bad options for view '{name}': {err}") from err
+        return builder(info, **options)
+    except SSLZooError:
+        raise
+    except (TypeError, ValueError) as err:  # a view's own check of its options
+        raise ConfigError(f"bad options for view '{name}': {err}") from err
 
 
 def build_views(specs, info) -> MultiView:
-    if isinstance(specs, (str, Mapping)):
-        specs = [specs]
+    specs = _as_list(specs)
     if not specs:
-        raise ValueError("at least one view is needed")
+        raise ConfigError("at least one view is needed")
     return MultiView([build_view(s, info) for s in specs])
 
 
-__all__ = ["VIEW_BUILDERS", "MultiView", "View", "build_view", "build_views", "register_view"]
+__all__ = ["VIEW_BUILDERS", "MultiView", "View", "build_view", "build_views", "check_view_specs", "register_view"]

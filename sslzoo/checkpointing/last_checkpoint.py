@@ -69,7 +69,7 @@ class LastCheckpoint(Checkpoint):
         staged = directory / STAGED_NAME
         error = None
         try:
-            trainer.save_checkpoint(staged)
+            trainer.save_checkpoint(staged, weights_only=False)  # the full state: a resume needs it
         except (OSError, RuntimeError) as err:  # rank 0's write failed before the barrier the others wait at
             error = f"{err}"
             trainer.strategy.barrier("sslzoo.last_checkpoint.failed")

@@ -27,23 +27,35 @@ def _table(counts: torch.Tensor) -> np.ndarray:
 
 
 def _entropy(marginal: np.ndarray) -> float:
-    p = marginal[marginal > 0] / marginal.sum()
-    return float(-(p * np.log(p)).sum())
+    """Entropy of a count vector, as scikit-learn's `entropy` writes it: sum p (log n_i - log n)."""
+    counts = marginal[marginal > 0].astype(np.float64)
+    if counts.size == 1:
+        return 0.0
+    total = counts.sum()
+    return float(-np.sum((counts / total) * (np.log(counts) - np.log(total))))
 
 
 def normalized_mutual_info(counts: torch.Tensor) -> float:
     """NMI = I(U; V) / ((H(U) + H(V)) / 2), with n_kc = counts[k, c], n = sum n_kc,
     I = sum n_kc / n log(n n_kc / (n_k. n_.c)) and H the entropies of the marginals:
     scikit-learn's `normalized_mutual_info_score` (arithmetic mean), including its
-    conventions 1.0 when both sides have a single label and 0.0 when I = 0 otherwise."""
-    table = _table(counts)
-    rows, cols = table.sum(axis=1), table.sum(axis=0)
-    if (rows > 0).sum() == (cols > 0).sum() == 1:
+    conventions 1.0 when both sides have a single label and 0.0 when I = 0 otherwise.
+    The terms are formed and summed in scikit-learn's order (class-major, the logarithms split
+    as its `mutual_info_score` splits them), so the two agree to the last bit."""
+    table = _table(counts).T  # [class, cluster]: scikit-learn's contingency orientation
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]  # only labels that occur
+    if table.shape[0] == table.shape[1] == 1:
         return 1.0
-    n = float(table.sum())
+    if 1 in table.shape:
+        return 0.0
     k, c = np.nonzero(table)
-    joint, rows, cols = table[k, c].astype(np.float64), rows.astype(np.float64), cols.astype(np.float64)
-    mutual = max(float((joint / n * np.log(joint * n / (rows[k] * cols[c]))).sum()), 0.0)
+    values = table[k, c].astype(np.float64)
+    total = values.sum()
+    rows, cols = table.sum(axis=1), table.sum(axis=0)
+    joint = values / total
+    log_outer = -np.log((rows[k] * cols[c]).astype(np.float64)) + np.log(float(rows.sum())) + np.log(float(cols.sum()))
+    terms = joint * (np.log(values) - np.log(total)) + joint * log_outer
+    mutual = max(float(np.where(np.abs(terms) < np.finfo(np.float64).eps, 0.0, terms).sum()), 0.0)
     if mutual == 0.0:
         return 0.0
     return mutual / ((_entropy(rows) + _entropy(cols)) / 2)

@@ -1,8 +1,10 @@
 """What every method shares: network, optimizer/schedule, EMA, evaluation, logging, safety checks."""
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -11,18 +13,57 @@ from torchmetrics import MeanMetric
 
 from ..callbacks import run_directory
 from ..checkpointing.cut_epoch import reopen_cut_epoch
+from ..checkpointing.network_shape import network_mismatch
+from ..errors import ConfigError, ResumeRefused
 from ..functional import cosine_between, cross_entropy
 from ..modules import EMA, Classifier, classification_metrics, update_classification_metrics
+from ..modules.classifier import HEADS
+from ..modules.ema import BUFFER_MODES
 from ..nets import build_backbone
+from ..nets.options import check_options
+from .choices import check_choice, choices_of
 from .idle import IdleParameters
 from .init_from import init_from_checkpoint
-from .optim import build_optimizer, build_scheduler, check_lr_scaling, global_batch_size, param_groups, scaled_lr
+from .optim import (LRScaling, OptimizerName, SchedulerName, build_optimizer, build_scheduler, check_lars_options, check_lr_scaling,
+                    global_batch_size, param_groups, scaled_lr)
+from .ranges import AT_LEAST_ONE, BELOW_ONE, NON_NEGATIVE, UNIT, check_range, check_ranges
 
-EMA_SCHEDULES = ("constant", "cosine")
+HeadKind = Literal[HEADS]
+EMABuffers = Literal[BUFFER_MODES]
+EMASchedule = Literal["constant", "cosine"]
+EMA_SCHEDULES = choices_of(EMASchedule)
+# Keyword options (backbone_options, compile_options, lars_options): values parse as YAML scalars,
+# so `--model.backbone_options.widen_factor 2` is the number 2, not the string "2".
+Options = dict[str, int | float | bool | str | list | dict | None]
+RGB = 3
 
 
 class NonFiniteLossError(FloatingPointError):
     pass
+
+
+def required_num_classes(num_classes: int | None) -> int:
+    """`num_classes`, which a Python caller must give (the sslzoo command fills it from the data)."""
+    if num_classes is None:
+        raise ConfigError("num_classes is not set: pass num_classes=datamodule.num_classes (the sslzoo command reads it from --data)")
+    return check_range("num_classes", num_classes, AT_LEAST_ONE)
+
+
+def backbone_channels(input_channels: int | None, backbone_options: dict) -> int:
+    """The backbone's input channels: `input_channels` (the data's), else backbone_options' own,
+    else 3; the two must agree when both are given."""
+    given = backbone_options.get("input_channels")
+    if input_channels is not None and given is not None and given != input_channels:
+        raise ConfigError(
+            f"backbone_options input_channels={given} contradicts input_channels={input_channels} (the data's channels); "
+            "remove input_channels from backbone_options"
+        )
+    return next((value for value in (input_channels, given) if value is not None), RGB)
+
+
+def check_compile_options(compile_options: dict | None) -> None:
+    accepted = [name for name in inspect.signature(torch.compile).parameters if name != "model"]
+    check_options("compile_options", compile_options or {}, accepted, "torch.compile")
 
 
 class SSLMethod(L.LightningModule):
@@ -32,22 +73,36 @@ class SSLMethod(L.LightningModule):
     `training_step` in the paper's terms, returning `self.total_loss({...})`.
 
     Args:
-        num_classes: classes of the classifier head (checked against the data).
-        backbone: a name understood by `sslzoo.nets.build_backbone` ("wrn_28_2", "timm:resnet50", ...).
-        backbone_options: keyword arguments for the backbone.
+        num_classes: C, classes of the classifier head; None (default) follows the data: the
+            sslzoo command fills it from the datamodule, a Python caller passes datamodule.num_classes.
+        input_channels: channels of the input images (1 grey, 3 RGB); None follows the data
+            (the sslzoo command fills it; a Python caller gets 3, or backbone_options' input_channels).
+        image_size: side of the input images in pixels, for backbones whose constructor needs it
+            (timm models that take `img_size`, e.g. ViTs); None follows the data; other backbones ignore it.
+        backbone: the network f, a name understood by `sslzoo.nets.build_backbone` ("wrn_28_2",
+            "cnn13", "resnet50", "timm:vit_small_patch16_224", ...).
+        backbone_options: keyword arguments of the backbone's constructor (e.g. {depth: 10,
+            widen_factor: 2}); a key it does not take is an error that lists the valid ones.
         head: classifier head, "linear" (FixMatch) or "weight_norm" (Mean Teacher's CNN-13 setup).
-        optimizer: "sgd" (Nesterov by default), "lars" or "adamw".
-        lr, momentum, nesterov, weight_decay: optimizer settings.
+        optimizer: "sgd" (Nesterov by default), "lars", "adam" (L2 decay in the gradient, SCAN) or
+            "adamw" (decoupled decay).
+        lr: eta, the base learning rate before `lr_scaling` and the schedule (FixMatch: 0.03).
+        momentum: beta, SGD/LARS momentum in [0, 1) (FixMatch: 0.9).
+        nesterov: Nesterov momentum for SGD (FixMatch: true).
+        weight_decay: the L2 / weight-decay coefficient, >= 0 (FixMatch: 5e-4 on CIFAR-10, 1e-3 on CIFAR-100).
         weight_decay_end: if set, the weight decay follows a cosine from weight_decay to this
             value over training, per optimizer step (DINO: 0.04 -> 0.4).
         decay_norm_and_bias: also decay BN parameters and biases (off: FixMatch decays kernels only).
         lars_options: timm Lars options over `optim.LARS_DEFAULTS` (trust_coeff, trust_clip, always_adapt).
         scheduler: "fixmatch_cosine" (cos(7 pi k / 16 K)), "warmup_cosine", "linear_decay" or "constant",
             stepped per optimizer step over `trainer.estimated_stepping_batches`.
-        warmup_steps, final_lr_fraction: for "warmup_cosine".
+        warmup_steps: for "warmup_cosine", optimizer steps of linear warm-up from 0 to lr.
+        final_lr_fraction: for "warmup_cosine", the lr at the end as a fraction of lr, in [0, 1].
         decay_start: for "linear_decay", the fraction of training after which lr falls linearly to 0.
-        ema_decay: keep an EMA of the network and evaluate with it; None disables.
-        ema_buffers: how the EMA treats BN statistics ("average", "copy", "own").
+        ema_decay: keep an EMA of the network and evaluate with it, with this decay in [0, 1)
+            (FixMatch: 0.999); None disables.
+        ema_buffers: how the EMA treats BN statistics: "average" them, "copy" the student's, or
+            keep its "own" (see `sslzoo.modules.EMA`).
         ema_schedule: "constant" decay, or "cosine" from ema_decay up to 1 over training
             (BYOL/DINO's teacher momentum), per optimizer step.
         init_from: initialise `init_parts` of the network from this sslzoo checkpoint or
@@ -70,46 +125,61 @@ class SSLMethod(L.LightningModule):
 
     def __init__(
         self,
-        num_classes: int = 10,
+        num_classes: int | None = None,
+        input_channels: int | None = None,
+        image_size: int | None = None,
         backbone: str = "wrn_28_2",
-        backbone_options: dict | None = None,
-        head: str = "linear",
-        optimizer: str = "sgd",
+        backbone_options: Options | None = None,
+        head: HeadKind = "linear",
+        optimizer: OptimizerName = "sgd",
         lr: float = 0.03,
         momentum: float = 0.9,
         nesterov: bool = True,
         weight_decay: float = 5e-4,
         weight_decay_end: float | None = None,
         decay_norm_and_bias: bool = False,
-        lars_options: dict | None = None,
-        scheduler: str = "fixmatch_cosine",
+        lars_options: Options | None = None,
+        scheduler: SchedulerName = "fixmatch_cosine",
         warmup_steps: int = 0,
         final_lr_fraction: float = 0.0,
         decay_start: float = 0.0,
         ema_decay: float | None = None,
-        ema_buffers: str = "average",
-        ema_schedule: str = "constant",
+        ema_buffers: EMABuffers = "average",
+        ema_schedule: EMASchedule = "constant",
         init_from: str | None = None,
         init_parts: list[str] | None = None,
-        lr_scaling: str = "none",
+        lr_scaling: LRScaling = "none",
         lr_reference_batch: int | None = None,
         compile: bool = False,
-        compile_options: dict | None = None,
+        compile_options: Options | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.num_classes = num_classes
-        self.network = self.build_network(build_backbone(backbone, **(backbone_options or {})), num_classes)
+        self.num_classes = required_num_classes(num_classes)
+        check_choice("head", head, HeadKind)
+        check_choice("optimizer", optimizer, OptimizerName)
+        check_choice("scheduler", scheduler, SchedulerName)
+        check_choice("ema_buffers", ema_buffers, EMABuffers)
+        check_choice("ema_schedule", ema_schedule, EMASchedule)
+        check_ranges(NON_NEGATIVE, lr=lr, weight_decay=weight_decay, weight_decay_end=weight_decay_end, warmup_steps=warmup_steps)
+        check_ranges(BELOW_ONE, momentum=momentum, ema_decay=ema_decay)
+        check_ranges(UNIT, final_lr_fraction=final_lr_fraction, decay_start=decay_start)
+        check_ranges(AT_LEAST_ONE, input_channels=input_channels, image_size=image_size, lr_reference_batch=lr_reference_batch)
+        check_lars_options(optimizer, lars_options)
+        check_compile_options(compile_options)
+        check_lr_scaling(lr_scaling, lr_reference_batch)
+        options = dict(backbone_options or {})
+        self.input_channels = backbone_channels(input_channels, options)
+        options.pop("input_channels", None)
+        network_backbone = build_backbone(backbone, input_channels=self.input_channels, image_size=image_size, **options)
+        self.network = self.build_network(network_backbone, self.num_classes)
         self.ema = EMA(self.network, ema_decay, ema_buffers) if ema_decay is not None else None
         if compile_options and not compile:
             rank_zero_warn("compile_options are ignored because compile is off; set compile: true to use them")
         if compile:
             self.compile_backbones(compile_options or {})
-        if ema_schedule not in EMA_SCHEDULES:
-            raise ValueError(f"ema_schedule must be one of {EMA_SCHEDULES}, got {ema_schedule!r}")
-        check_lr_scaling(lr_scaling, lr_reference_batch)
-        self.val_metrics = classification_metrics(num_classes, "val/")
-        self.test_metrics = classification_metrics(num_classes, "test/")
+        self.val_metrics = classification_metrics(self.num_classes, "val/")
+        self.test_metrics = classification_metrics(self.num_classes, "test/")
         # Sample-weighted means synced by their sums: with unequal eval shards, a mean of
         # per-process means would weigh the samples of the smaller shard more.
         self.eval_losses = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
@@ -125,7 +195,7 @@ class SSLMethod(L.LightningModule):
         in place: the wrapped forward is compiled, the module and its state-dict keys stay."""
         for network in [self.network] + ([self.ema.module] if self.ema is not None else []):
             if not isinstance(getattr(network, "backbone", None), torch.nn.Module):
-                raise ValueError(f"compile needs a network with a `backbone`; {type(network).__name__} has none")
+                raise ConfigError(f"compile needs a network with a `backbone`; {type(network).__name__} has none")
             network.backbone.compile(**options)
 
     @property
@@ -158,15 +228,38 @@ class SSLMethod(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         data_classes = getattr(datamodule, "num_classes", None) if datamodule is not None else None
         if data_classes is not None and data_classes != self.num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"model.num_classes={self.num_classes} but the data has {data_classes} classes; "
-                f"set --model.init_args.num_classes {data_classes}"
+                f"set --model.init_args.num_classes {data_classes} (or leave it unset: it follows the data)"
             )
+        if stage == "fit" and hasattr(datamodule, "stream_views"):
+            self.check_streams(datamodule)
         if stage == "fit" and self.hparams.init_from:
             # A resumed run restores its checkpoint after this, so this only matters for a fresh start.
             self.initialise_from(self.hparams.init_from)
             if self.ema is not None:
                 self.ema.module.load_state_dict(self.network.state_dict())
+
+    def required_streams(self) -> tuple[str, ...]:
+        """The streams a training step reads: those `views` asks views of (subclasses with an
+        optional stream, e.g. SimCLR's labeled probe rows, override this)."""
+        return tuple(stream for stream, views in self.views.items() if views)
+
+    def check_streams(self, datamodule) -> None:
+        """Refuse data that leaves out a stream the training step reads (it would fail there with a KeyError)."""
+        streams = datamodule.stream_views()
+        for stream in self.required_streams():
+            if streams.get(stream):
+                continue
+            method = type(self).__name__
+            if stream == "unlabeled" and datamodule.unlabeled_batch() == 0:
+                fix = ("set --data.init_args.unlabeled_batch_size > 0 (or null)" if datamodule.unlabeled_batch_size == 0
+                       else "set --data.init_args.unlabeled_ratio (mu) > 0")
+                raise ConfigError(f"{method} trains on unlabeled images, but the unlabeled batch is 0: {fix}")
+            raise ConfigError(
+                f"{method} trains on {stream} images, but --data.init_args.{stream}_views is empty: "
+                f"remove it (the method's own views are used) or name the views"
+            )
 
     def initialise_from(self, path: str) -> None:
         """Copy `init_parts` of the network from a checkpoint (methods with more to take override)."""
@@ -180,11 +273,18 @@ class SSLMethod(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("sslzoo")
         if saved is None:
-            raise ValueError("this checkpoint was not written by sslzoo (no 'sslzoo' entry); load its weights by hand")
+            raise ResumeRefused("this checkpoint was not written by sslzoo (no 'sslzoo' entry); load its weights by hand")
         mine = self._identity()
         if saved != mine:
             diff = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs this run {mine.get(k)!r}" for k in mine if saved.get(k) != mine.get(k))
-            raise ValueError(f"checkpoint does not fit this model ({diff}); resume with the same method, backbone and classes")
+            raise ResumeRefused(f"checkpoint does not fit this model ({diff}); resume with the same method, backbone and classes")
+        if self.strict_loading and isinstance(checkpoint.get("state_dict"), dict):
+            mismatch = network_mismatch(checkpoint["state_dict"], self.state_dict())
+            if mismatch:
+                raise ResumeRefused(
+                    f"the checkpoint's network is not this model's: {mismatch}; build the network it was trained with "
+                    "(the same backbone and backbone_options; --changed_hparams command_line cannot change the network)"
+                )
         fit_loop = checkpoint.get("loops", {}).get("fit_loop")
         if fit_loop is not None:
             reopen_cut_epoch(fit_loop)  # the loops are restored from this same dict after this hook
@@ -341,4 +441,11 @@ class SSLMethod(L.LightningModule):
         return path
 
     def predict_step(self, batch, batch_idx):
-        return {"logits": self.eval_logits(batch["x"]), "idx": batch["idx"]}
+        """What `sslzoo.predictions.PredictionWriter` writes: the evaluated logits, each image's index
+        and label (-1: unknown), and the evaluated backbone's features when the writer asks for them
+        (it sets `predict_features`; they cost a second backbone pass)."""
+        x = batch["x"]
+        outputs = {"logits": self.eval_logits(x), "idx": batch["idx"], "y": batch.get("y", torch.full_like(batch["idx"], -1))}
+        if getattr(self, "predict_features", False):
+            outputs["features"] = self.eval_features(x)
+        return outputs

@@ -1,6 +1,8 @@
 """Boosted SSL (paper 000): SSL epochs alternating with label-free clustering epochs and RotNet."""
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -11,15 +13,24 @@ from ..functional import (assign_batch_targets, boosted_phase, class_output_cost
 from ..functional.permutations import official_row_weights
 from ..functional.phases import PHASES
 from ..modules import ClusterTargetTable
+from ..errors import ConfigError
 from ..modules.distributed import all_gather_uneven, all_reduce_mean
+from .choices import check_choice, choices_of
 from .fixmatch import FixMatch
 from .meanteacher import MeanTeacher
 from .optim import build_optimizer, build_scheduler, param_groups
+from .ranges import AT_LEAST_ONE, BELOW_ONE, NON_NEGATIVE, POSITIVE, Interval, check_range, check_ranges
 from .simmatch import SimMatch
 
-
-ROTATION_HEADS = ("mlp", "linear")
-CHOICES = {"rotation_head": ROTATION_HEADS, "clustering_forward": ("kept", "all"), "permutation_cost": ("official", "mean")}
+RotationHead = Literal["mlp", "linear"]
+ClusteringForward = Literal["kept", "all"]
+PermutationCost = Literal["official", "mean"]
+StrongAugment = Literal["ctaugment", "randaugment"]
+WeakForward = Literal["separate", "joint"]
+UnlabeledReduction = Literal["confident", "all"]
+LabeledView = Literal["clustering", "weak"]
+ROTATION_HEADS = choices_of(RotationHead)
+CLUSTER_SHARE_RANGE = Interval(0, 1, low_open=True)
 
 
 def build_rotation_head(feature_dim: int, kind: str = "mlp") -> nn.Module:
@@ -37,12 +48,6 @@ def build_rotation_head(feature_dim: int, kind: str = "mlp") -> nn.Module:
             nn.init.xavier_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
     return layers[0] if kind == "linear" else nn.Sequential(*layers)
-
-
-def check_choices(**options) -> None:
-    for name, value in options.items():
-        if value not in CHOICES[name]:
-            raise ValueError(f"{name} must be one of {CHOICES[name]}, got {value!r}")
 
 
 class BoostedSSL:
@@ -83,6 +88,34 @@ class BoostedSSL:
     (`permutation_repeats` passes) by Murty's k best assignments, and logs and writes the best
     test accuracy among the first 1..`permutation_top_k` maps (the paper's Fig. 6). That is an
     oracle (it picks the map with the test labels), named as such: `test/oracle_top{k}_perm_acc`.
+
+    Args:
+        warmup_epochs: epochs of RotNet before the first round, >= 0 (code: 20).
+        ssl_epochs: SSL epochs per round, >= 1 (code: 10).
+        rotnet: one RotNet epoch per round (code: on; off for SVHN).
+        alpha: alpha, the share of the images that get a cluster target (alpha N / K per cluster),
+            in (0, 1] (paper: 1 on CIFAR-10, 0.6 on SVHN).
+        rho: rho, the distance |f - e_argmax| below which an image without target gets its argmax
+            for the step, >= 0 (code: 0.2).
+        num_augmentations: r, augmented copies per image in a clustering step, >= 1 (code: 3).
+        clustering_batch_size: B, images per clustering / RotNet step and process, >= 1 (code: 128).
+        clustering_lr: lr of the clustering SGD, >= 0 (code: 0.01).
+        clustering_momentum: momentum of the clustering SGD, in [0, 1) (code: 0.9).
+        clustering_weight_decay: weight decay of the clustering SGD, >= 0 (code: 1e-4).
+        clustering_milestones: rounds at which the clustering lr is multiplied by clustering_gamma
+            (code: [100]; None is [100]).
+        clustering_gamma: the clustering lr's factor at each milestone, > 0 (code: 0.5).
+        target_seed: seed of the initial cluster-target table.
+        permutation_top_k: k, output -> class maps ranked at test for the oracle curve, >= 0
+            (paper Fig. 6: 10; 0 skips it).
+        permutation_repeats: passes over the labeled images (random crops) for the ranking costs, >= 1 (code: 10).
+        permutation_tolerance: how far from the best map the ranked maps may go, >= 0 (code: 4).
+        paper_variant: the paper's text instead of its code (squared distances, Eq. 5 summed over outputs).
+        rotation_head: RotNet's head, "mlp" (the official `build_rotnet`) or "linear".
+        clustering_forward: "kept" forwards only the kept images' augmentations (code), "all"
+            forwards all and masks the loss.
+        ema_warmup: the EMA decay is min(ema_decay, (t + 1) / (t + 10)) (code: on).
+        permutation_cost: "official" sums the costs with the code's row weights, "mean" averages them.
     """
 
     def __init__(
@@ -104,16 +137,24 @@ class BoostedSSL:
         permutation_repeats: int = 10,
         permutation_tolerance: int = 4,
         paper_variant: bool = False,
-        rotation_head: str = "mlp",
-        clustering_forward: str = "kept",
+        rotation_head: RotationHead = "mlp",
+        clustering_forward: ClusteringForward = "kept",
         ema_warmup: bool = True,
-        permutation_cost: str = "official",
+        permutation_cost: PermutationCost = "official",
         **kwargs,
     ):
+        check_ranges(AT_LEAST_ONE, num_augmentations=num_augmentations, ssl_epochs=ssl_epochs, clustering_batch_size=clustering_batch_size,
+                     permutation_repeats=permutation_repeats)
+        check_ranges(NON_NEGATIVE, warmup_epochs=warmup_epochs, rho=rho, clustering_lr=clustering_lr,
+                     clustering_weight_decay=clustering_weight_decay, permutation_top_k=permutation_top_k,
+                     permutation_tolerance=permutation_tolerance)
+        check_range("alpha", alpha, CLUSTER_SHARE_RANGE, "the share of the images with a cluster target")
+        check_range("clustering_momentum", clustering_momentum, BELOW_ONE)
+        check_range("clustering_gamma", clustering_gamma, POSITIVE)
+        check_choice("rotation_head", rotation_head, RotationHead)
+        check_choice("clustering_forward", clustering_forward, ClusteringForward)
+        check_choice("permutation_cost", permutation_cost, PermutationCost)
         super().__init__(**kwargs)
-        if num_augmentations < 1 or ssl_epochs < 1:
-            raise ValueError("num_augmentations and ssl_epochs must be at least 1")
-        check_choices(rotation_head=rotation_head, clustering_forward=clustering_forward, permutation_cost=permutation_cost)
         self.automatic_optimization = False
         self.rotation_head = build_rotation_head(self.network.backbone.feature_dim, rotation_head)
         self.cluster_targets = ClusterTargetTable(self.num_classes, alpha, target_seed)
@@ -147,13 +188,19 @@ class BoostedSSL:
         if stage != "fit":
             return
         if self.trainer.reload_dataloaders_every_n_epochs != 1:
-            raise ValueError("Boosted SSL changes views and batch every phase: set trainer.reload_dataloaders_every_n_epochs: 1")
+            raise ConfigError("Boosted SSL changes views and batch every phase: set trainer.reload_dataloaders_every_n_epochs: 1")
         if not self.trainer.max_epochs or self.trainer.max_epochs < 0:
-            raise ValueError("Boosted SSL's phases are epochs: set trainer.max_epochs (warm-up + rounds x round length)")
+            raise ConfigError("Boosted SSL's phases are epochs: set trainer.max_epochs (warm-up + rounds x round length)")
         indices = np.asarray(self.trainer.datamodule.unlabeled_indices)
         self._unlabeled_indices = torch.as_tensor(np.sort(indices))
         if len(self.cluster_targets) == 0:  # a resumed run loads its table after this
             self.cluster_targets.reset(len(indices))
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "stream_views"):
+            self.check_streams(datamodule)  # each phase reads its own streams; setup saw the first phase's
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -293,15 +340,23 @@ class BoostedFixMatch(BoostedSSL, FixMatch):
       (official FixMatch);
     - `labeled_view`: "clustering" gives the labeled images the clustering phase's ColorJitter
       + flip + crop (`LabeledTransform.train_transform`); "weak" is FixMatch's flip + crop.
+
+    Args:
+        strong_augment: the strong view, "ctaugment" (the code's CTA, rates learnt from labeled
+            probes) or "randaugment".
+        weak_forward: "separate" (the code: weak batch alone under no_grad, then labeled + strong)
+            or "joint" (FixMatch's one pass).
+        unlabeled_reduction: L_u averaged over the "confident" images (the code) or over "all" muB.
+        labeled_view: the labeled images' view, "clustering" (the code's ColorJitter + flip + crop) or "weak".
     """
 
-    def __init__(self, strong_augment: str = "ctaugment", weak_forward: str = "separate", unlabeled_reduction: str = "confident",
-                 labeled_view: str = "clustering", **kwargs):
+    def __init__(self, strong_augment: StrongAugment = "ctaugment", weak_forward: WeakForward = "separate",
+                 unlabeled_reduction: UnlabeledReduction = "confident", labeled_view: LabeledView = "clustering", **kwargs):
+        check_choice("strong_augment", strong_augment, StrongAugment)
+        check_choice("weak_forward", weak_forward, WeakForward)
+        check_choice("unlabeled_reduction", unlabeled_reduction, UnlabeledReduction)
+        check_choice("labeled_view", labeled_view, LabeledView)
         super().__init__(**kwargs)
-        for name, value, allowed in (("strong_augment", strong_augment, ("ctaugment", "randaugment")), ("weak_forward", weak_forward, ("separate", "joint")),
-                                     ("unlabeled_reduction", unlabeled_reduction, ("confident", "all")), ("labeled_view", labeled_view, ("clustering", "weak"))):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.cta = None
         if strong_augment == "ctaugment":
             from datamodules.views.ctaugment import CTAugmentRates

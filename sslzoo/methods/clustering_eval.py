@@ -8,7 +8,9 @@ from ..functional.cluster_metrics import cluster_to_class_map
 from ..functional.clustering import confusion_counts
 from ..modules import ClusteringMetrics
 from ..modules.distributed import world_size
-from .base import SSLMethod
+from .base import SSLMethod, required_num_classes
+from .optim import OptimizerName, SchedulerName
+from .ranges import AT_LEAST_ONE, check_range
 
 
 class ClusterMethod(SSLMethod):
@@ -23,6 +25,15 @@ class ClusterMethod(SSLMethod):
     datamodule's labeled split (Hungarian on the labeled images' confusion table) and logs
     `named_acc`: the classification accuracy a user with those few labels gets, next to the
     clustering accuracy (which peeks at every test label to match).
+
+    Args:
+        num_clusters: the clusters (outputs per head); None: one per class (SCAN), more overclusters.
+        name_clusters_with_labels: also name the clusters from the labeled split and log `named_acc`.
+        optimizer: as SSLMethod's (SCAN: "adam").
+        lr: the learning rate (SCAN: 1e-4).
+        weight_decay: the L2 coefficient (SCAN: 1e-4).
+        decay_norm_and_bias: decay every parameter (SCAN: on).
+        scheduler: the lr schedule (SCAN: "constant").
     """
 
     checkpoint_metric = None  # selecting on clustering accuracy reads the labels: keep the newest
@@ -31,14 +42,14 @@ class ClusterMethod(SSLMethod):
         self,
         num_clusters: int | None = None,
         name_clusters_with_labels: bool = False,
-        optimizer: str = "adam",
+        optimizer: OptimizerName = "adam",
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
         decay_norm_and_bias: bool = True,
-        scheduler: str = "constant",
+        scheduler: SchedulerName = "constant",
         **kwargs,
     ):
-        self.num_clusters = num_clusters or kwargs.get("num_classes", 10)
+        self.num_clusters = check_range("num_clusters", num_clusters, AT_LEAST_ONE) or required_num_classes(kwargs.get("num_classes"))
         super().__init__(
             optimizer=optimizer, lr=lr, weight_decay=weight_decay, decay_norm_and_bias=decay_norm_and_bias, scheduler=scheduler, **kwargs
         )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from ..errors import ConfigError
+from .base import required_num_classes
 from .dino import DINOTargets
 from .multicrop import GLOBAL_CROPS, crops_of
 
@@ -13,6 +15,12 @@ class Daino(DINOTargets):
     over 10 epochs); L = share-weighted sum of the DINO loss over all crops and
     H(y, softmax(s_l / T)). Validation uses the teacher's head, as the official code does.
     Unlabeled mixing is not part of Daino (its code leaves it unimplemented).
+
+    Args:
+        teacher_temperature_warmup_epochs: epochs of tau_t's warm-up from 0.04 to 0.07 (Daino: 10).
+        ema_decay: the teacher's momentum at the start, in [0, 1) (Daino: 0.99).
+        mixup_labeled: extend the labeled rows with mixed copies (Daino: on).
+        norm_last_layer: weight-normalise the head's last layer with a fixed norm (Daino: off).
     """
 
     views = {
@@ -21,8 +29,8 @@ class Daino(DINOTargets):
     }
 
     def __init__(self, teacher_temperature_warmup_epochs: int = 10, ema_decay: float = 0.99, mixup_labeled: bool = True, norm_last_layer: bool = False, **kwargs):
-        if kwargs.get("out_dim") not in (None, kwargs.get("num_classes", 10)):
-            raise ValueError("Daino's head outputs are its classes: leave out_dim unset (it equals num_classes)")
+        if kwargs.get("out_dim") not in (None, required_num_classes(kwargs.get("num_classes"))):
+            raise ConfigError("Daino's head outputs are its classes: leave out_dim unset (it equals num_classes)")
         super().__init__(
             teacher_temperature_warmup_epochs=teacher_temperature_warmup_epochs, ema_decay=ema_decay,
             mixup_labeled=mixup_labeled, norm_last_layer=norm_last_layer, **kwargs,

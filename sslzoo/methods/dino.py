@@ -3,8 +3,11 @@ from __future__ import annotations
 import torch
 
 from ..functional import cross_view_cross_entropy, sharpened_targets
+from ..errors import ConfigError
 from ..modules import Center, DINOHead
+from .base import EMABuffers, EMASchedule, required_num_classes
 from .multicrop import GLOBAL_CROPS, MultiCropMethod, PretextMixin, crops_of
+from .ranges import AT_LEAST_ONE, BELOW_ONE, NON_NEGATIVE, POSITIVE, check_range, check_ranges
 
 
 class DINOTargets(MultiCropMethod):
@@ -18,6 +21,19 @@ class DINOTargets(MultiCropMethod):
       L_dino = mean over global t and crops v != t of mean_b H(p_t, softmax(g_s(x_v) / T)).
     `out_dim` (None: the number of classes) is the head's output size.
     The centre c <- m c + (1 - m) mean(g_t) is all-reduced and updated once per optimizer step.
+
+    Args:
+        out_dim: K, the head's outputs; None: one per class.
+        hidden_dim: width of the head's MLP (DINO: 2048).
+        bottleneck_dim: size of the bottleneck before the last layer (DINO: 256).
+        norm_last_layer: weight-normalise the last layer with a fixed norm (DINO: on).
+        warmup_teacher_temperature: tau_t at the start of its warm-up, > 0 (DINO: 0.04).
+        teacher_temperature: tau_t after the warm-up, > 0 (DINO: 0.04 to 0.07).
+        teacher_temperature_warmup_epochs: epochs of tau_t's linear warm-up, >= 0 (DINO: 30).
+        center_momentum: m, momentum of the centre c, in [0, 1) (DINO: 0.9).
+        ema_decay: the teacher's momentum at the start, in [0, 1) (DINO: 0.996); required.
+        ema_schedule: the momentum's schedule, "cosine" to 1 (DINO) or "constant".
+        ema_buffers: the teacher's BN statistics: its "own" (DINO), "copy" or "average".
     """
 
     def __init__(
@@ -31,14 +47,18 @@ class DINOTargets(MultiCropMethod):
         teacher_temperature_warmup_epochs: int = 30,
         center_momentum: float = 0.9,
         ema_decay: float = 0.996,
-        ema_schedule: str = "cosine",
-        ema_buffers: str = "own",
+        ema_schedule: EMASchedule = "cosine",
+        ema_buffers: EMABuffers = "own",
         **kwargs,
     ):
-        out_dim = out_dim or kwargs.get("num_classes", 10)
+        check_ranges(AT_LEAST_ONE, out_dim=out_dim, hidden_dim=hidden_dim, bottleneck_dim=bottleneck_dim)
+        check_ranges(POSITIVE, warmup_teacher_temperature=warmup_teacher_temperature, teacher_temperature=teacher_temperature)
+        check_range("teacher_temperature_warmup_epochs", teacher_temperature_warmup_epochs, NON_NEGATIVE)
+        check_range("center_momentum", center_momentum, BELOW_ONE)
+        out_dim = out_dim or required_num_classes(kwargs.get("num_classes"))
         self.head_options = dict(out_dim=out_dim, hidden_dim=hidden_dim, bottleneck_dim=bottleneck_dim, norm_last_layer=norm_last_layer)
         if ema_decay is None:
-            raise ValueError("DINO needs its momentum teacher: set ema_decay (e.g. 0.996)")
+            raise ConfigError("DINO needs its momentum teacher: set ema_decay (e.g. 0.996)")
         super().__init__(ema_decay=ema_decay, ema_schedule=ema_schedule, ema_buffers=ema_buffers, **kwargs)
         self.warmup_teacher_temperature, self.teacher_temperature = warmup_teacher_temperature, teacher_temperature
         self.teacher_temperature_warmup_epochs = teacher_temperature_warmup_epochs
@@ -76,7 +96,11 @@ class DINOTargets(MultiCropMethod):
 
 class DINO(PretextMixin, DINOTargets):
     """DINO self-supervised pretraining (e.g. to initialise Daino). The labeled stream only
-    trains the detached online probes; validation reads the backbone probe."""
+    trains the detached online probes; validation reads the backbone probe.
+
+    Args:
+        out_dim: K, the head's outputs (DINO: 65536).
+    """
 
     views = {"labeled": ["weak"], "unlabeled": [{"name": "multicrop"}]}
 

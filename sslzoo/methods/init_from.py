@@ -7,6 +7,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from ..errors import ConfigError, ConfigFileNotFound
+
 # Wrappers around the weights in the files we read: sslzoo methods keep the trained network
 # under "network." (its backbone under "backbone.", a timm model under "backbone.model."),
 # SwAV/DINO releases under "module."/"student." and "backbone.".
@@ -24,17 +26,26 @@ def _core(key: str) -> str:
     return key
 
 
+def read_torch_file(path: str, option: str, weights_only: bool):
+    """torch.load, with a one-line ConfigError naming `option` for a truncated or foreign file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as err:  # truncated, not a torch file, or pickled objects
+        reason = (str(err).strip().splitlines() or [""])[0][:160]
+        raise ConfigError(f"{option}: {path} could not be read ({type(err).__name__}: {reason}); pass a complete checkpoint") from err
+
+
 def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
     """The tensors of an sslzoo/Lightning checkpoint or of a (wrapped) state dict file."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"init_from: {path} does not exist; point it at a checkpoint (.ckpt) or a saved state dict (.pt)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+        raise ConfigFileNotFound(f"init_from: {path} does not exist; point it at a checkpoint (.ckpt) or a saved state dict (.pt)")
+    blob = read_torch_file(path, "init_from", weights_only=True)
     for key in ("state_dict", "model", "student"):
         if isinstance(blob, dict) and isinstance(blob.get(key), dict):
             blob = blob[key]
             break
     if not isinstance(blob, dict) or not all(isinstance(v, torch.Tensor) for v in blob.values()):
-        raise ValueError(f"init_from: {path} holds no state dict of tensors")
+        raise ConfigError(f"init_from: {path} holds no state dict of tensors")
     return blob
 
 
@@ -49,13 +60,13 @@ def init_from_checkpoint(network: nn.Module, path: str, parts: tuple[str, ...] =
     by_core = {_core(k): k for k in wanted}
     matched = {by_core[_core(k)]: v for k, v in source.items() if _core(k) in by_core}
     if not matched:
-        raise ValueError(
+        raise ConfigError(
             f"init_from: no weight in {path} matches this network's {', '.join(parts)} "
             f"(first keys in the file: {', '.join(list(source)[:5])}); is it a checkpoint of the same backbone?"
         )
     mismatched = [k for k, v in matched.items() if v.shape != wanted[k].shape]
     if mismatched:
-        raise ValueError(f"init_from: shapes differ for {', '.join(mismatched[:5])}; the checkpoint has another backbone configuration")
+        raise ConfigError(f"init_from: shapes differ for {', '.join(mismatched[:5])}; the checkpoint has another backbone configuration")
     network.load_state_dict(matched, strict=False)
     report = {"loaded": sorted(matched), "missing": sorted(set(wanted) - set(matched)), "ignored": len(source) - len(matched)}
     rank_zero_info(

@@ -6,6 +6,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from ..functional import clustering_distances, flat_pair_distances, local_clustering_loss_of, sigmoid_rampup
 from ..modules.distributed import all_reduce_mean
 from .meanteacher import MeanTeacher
+from .ranges import NON_NEGATIVE, POSITIVE, UNIT, UNIT_OPEN, check_range, check_ranges
 
 
 class LCMeanTeacher(MeanTeacher):
@@ -33,6 +34,19 @@ class LCMeanTeacher(MeanTeacher):
     per-dimension feature variance is logged as `train/feature_var`; when it falls
     below `collapse_ratio` x its value when LC switched on, a warning says so (and
     `stop_on_collapse` ends the run).
+
+    Args:
+        lc_weight: lambda_2, weight of the local-clustering loss after its ramp-up, >= 0 (paper: 10).
+        epsilon: eps, the neighbour radius on the mean squared feature distance, > 0 (code: 50 on
+            CIFAR-10, 40 on SVHN); ignored with epsilon_quantile.
+        lc_start_epoch: e_lc, LC acts from this (zero-based) epoch on, the official epoch after it
+            (paper: 600 on CIFAR-10, 300 on SVHN); 0 or less starts it at once.
+        lc_rampup_epochs: R, epochs of LC's sigmoid ramp-up, >= 0 (code: 100).
+        epsilon_quantile: instead of epsilon, the quantile in (0, 1) of the batch's pair distances
+            that becomes eps when LC switches on (ours, for other backbones); None uses epsilon.
+        collapse_ratio: warn when the feature variance falls below this fraction (in [0, 1]) of its
+            value at LC's start (ours: 0.01; 0 never warns).
+        stop_on_collapse: end the run instead of warning on collapse.
     """
 
     def __init__(
@@ -46,9 +60,11 @@ class LCMeanTeacher(MeanTeacher):
         stop_on_collapse: bool = False,
         **kwargs,
     ):
+        check_range("epsilon_quantile", epsilon_quantile, UNIT_OPEN, "a fraction of the pairs")
+        check_range("epsilon", epsilon, POSITIVE, "a distance")
+        check_ranges(NON_NEGATIVE, lc_weight=lc_weight, lc_rampup_epochs=lc_rampup_epochs)
+        check_range("collapse_ratio", collapse_ratio, UNIT)
         super().__init__(**kwargs)
-        if epsilon_quantile is not None and not 0 < epsilon_quantile < 1:
-            raise ValueError(f"epsilon_quantile must be in (0, 1) (a fraction of pairs), got {epsilon_quantile}")
         self.lc_weight, self.epsilon_quantile = lc_weight, epsilon_quantile
         self.register_buffer("epsilon", torch.tensor(0.0 if epsilon_quantile is not None else float(epsilon)))
         self.lc_start_epoch, self.lc_rampup_epochs = lc_start_epoch, lc_rampup_epochs

@@ -5,7 +5,9 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from ..functional import cross_entropy, sigmoid_rampup, softmax_mse
 from ..nets.weight_norm import data_dependent_init_classifier_, has_weight_norm
-from .base import SSLMethod
+from ..errors import ConfigError
+from .base import EMABuffers, SSLMethod
+from .ranges import NON_NEGATIVE, check_ranges
 
 
 class MeanTeacher(SSLMethod):
@@ -31,6 +33,21 @@ class MeanTeacher(SSLMethod):
             `initialise_weight_norm`; networks without weight norm are left alone.
     The official code also builds and initialises its teacher independently (other random
     weights, another batch); here the teacher starts as a copy of the initialised student.
+
+    Args:
+        consistency_weight: w_max, the consistency weight after the ramp-up, >= 0 (LC-MT: 100).
+        rampup_epochs: T, epochs of the sigmoid ramp-up exp(-5 (1 - e / T)^2) of the consistency
+            weight, >= 0 (LC-MT: 5; 0 starts at full weight).
+        ema_decay: alpha, the teacher's EMA decay of the student's weights, in [0, 1) (LC-MT: 0.99).
+        ema_warmup: warm the decay up as min(1 - 1 / (t + 1), ema_decay), as the original Mean
+            Teacher code does (LC-MT: off).
+        separate_forwards: labeled and unlabeled images in two forwards (per-sub-batch BN
+            statistics), as LC-MT's code; off: one concatenated forward.
+        epochs_from_one: the ramps count epochs from 1, as LC-MT's loop (on); off: from 0.
+        data_dependent_init: LC-MT's data-dependent weight-norm init on one labeled batch at the
+            start of a fresh fit (on); networks without weight norm are left alone.
+        ema_buffers: the teacher's BN statistics: its "own" (it runs in train mode, LC-MT),
+            "copy" the student's, or "average" them.
     """
 
     views = {"labeled": ["weak", "weak"], "unlabeled": ["weak", "weak"]}
@@ -44,9 +61,12 @@ class MeanTeacher(SSLMethod):
         separate_forwards: bool = False,
         epochs_from_one: bool = True,
         data_dependent_init: bool = True,
-        ema_buffers: str = "own",
+        ema_buffers: EMABuffers = "own",
         **kwargs,
     ):
+        if ema_decay is None:
+            raise ConfigError(f"{type(self).__name__}'s teacher is the EMA of the student: set ema_decay (LC-MT: 0.99)")
+        check_ranges(NON_NEGATIVE, consistency_weight=consistency_weight, rampup_epochs=rampup_epochs)
         # An argument, not kwargs.setdefault: the CLI passes every parent argument, so the parent's default would win.
         super().__init__(ema_decay=ema_decay, ema_buffers=ema_buffers, **kwargs)
         self.consistency_weight = consistency_weight
@@ -89,7 +109,7 @@ class MeanTeacher(SSLMethod):
         `next(iter(train_label_loader))[0][0]`), drawn from the run's seed (the same on every process)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "labeled_dataloader"):
-            raise ValueError(
+            raise ConfigError(
                 "data_dependent_init needs a labeled batch from an sslzoo datamodule; train with one, "
                 "or set --model.init_args.data_dependent_init false"
             )

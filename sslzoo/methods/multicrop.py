@@ -2,13 +2,20 @@
 rows (optionally extended with MixUp/CutMix copies) and the count-proportional loss weights."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
 from ..functional import extend_with_mix, share_weights, soft_cross_entropy
 from ..modules import MultiCropNetwork, OnlineProbes
+from ..errors import ConfigError
 from ..modules.online_probes import PROBE_REDUCTIONS
 from .base import SSLMethod
+from .choices import check_choice
+from .ranges import BELOW_ONE, POSITIVE, UNIT, check_range, check_ranges
+
+ProbeReduction = Literal[PROBE_REDUCTIONS]
 
 GLOBAL_CROPS = 2  # the unlabeled stream's first two crops are the global ones (SwAV's crops_for_assign)
 
@@ -17,7 +24,7 @@ def crops_of(unlabeled: dict) -> list[torch.Tensor]:
     crops = unlabeled["x"]
     crops = [crops] if isinstance(crops, torch.Tensor) else list(crops)
     if len(crops) < GLOBAL_CROPS:
-        raise ValueError(
+        raise ConfigError(
             f"{len(crops)} unlabeled crop(s) per image, but the multi-crop losses need at least {GLOBAL_CROPS} global crops; "
             "use the 'multicrop' unlabeled view (num_global 2)"
         )
@@ -28,13 +35,15 @@ class MultiCropMethod(SSLMethod):
     """Base of the clustering-based methods.
 
     Args:
-        temperature: prediction temperature (logits = scores / temperature).
-        label_smoothing: on the labeled targets (Suave/Daino 0.01).
+        temperature: T, the prediction temperature (logits = scores / T), > 0 (SwAV/Suave: 0.1).
+        label_smoothing: epsilon of the label smoothing of the labeled targets, in [0, 1) (Suave/Daino: 0.01).
         mixup_labeled: extend the labeled batch with one mixed copy (MixUp or CutMix,
             lam ~ Beta(mix_alpha, mix_alpha), CutMix with probability mix_switch_prob).
+        mix_alpha: alpha of the mixing coefficient's Beta(alpha, alpha), > 0 (Suave: 1).
+        mix_switch_prob: probability of CutMix rather than MixUp, in [0, 1] (Suave: 0.5).
         mix_seed: seed of the mixing draws; each step's draws depend only on
             (mix_seed, step, rank), so a resumed run mixes the same way.
-        probe_label_smoothing: label smoothing of the online probes; None (default) takes
+        probe_label_smoothing: label smoothing of the online probes, in [0, 1); None (default) takes
             `label_smoothing`, as Suave's code does (suave/main_suave.py:682).
         probe_reduction: "sum" (default, Suave's code adds the probes' CE) or "mean" of the probes' CE.
     """
@@ -48,16 +57,19 @@ class MultiCropMethod(SSLMethod):
         mix_switch_prob: float = 0.5,
         mix_seed: int = 0,
         probe_label_smoothing: float | None = None,
-        probe_reduction: str = "sum",
+        probe_reduction: ProbeReduction = "sum",
         **kwargs,
     ):
+        check_range("temperature", temperature, POSITIVE)
+        check_ranges(BELOW_ONE, label_smoothing=label_smoothing, probe_label_smoothing=probe_label_smoothing)
+        check_range("mix_alpha", mix_alpha, POSITIVE)
+        check_range("mix_switch_prob", mix_switch_prob, UNIT)
+        check_choice("probe_reduction", probe_reduction, ProbeReduction)
         super().__init__(**kwargs)
         self.temperature, self.label_smoothing = temperature, label_smoothing
         self.mixup_labeled, self.mix_alpha, self.mix_switch_prob = mixup_labeled, mix_alpha, mix_switch_prob
         self.mix_seed, self.probe_reduction = mix_seed, probe_reduction
         self.probe_label_smoothing = label_smoothing if probe_label_smoothing is None else probe_label_smoothing
-        if probe_reduction not in PROBE_REDUCTIONS:
-            raise ValueError(f"probe_reduction must be one of {PROBE_REDUCTIONS}, got {probe_reduction!r}")
         head = self.network.head
         self.probes = OnlineProbes({"backbone": self.network.backbone.feature_dim, **head.tap_dims}, self.num_classes)
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError, ConfigFileNotFound
 from ..functional import mine_neighbours, neighbour_purity
 from ..modules.distributed import all_gather_uneven
+from .init_from import read_torch_file
 
 
 def load_embedder(path: str, device: torch.device):
@@ -16,12 +18,12 @@ def load_embedder(path: str, device: torch.device):
     from .. import methods
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"pretext checkpoint {path} does not exist; train the pretext first (e.g. experiments/scan/*_simclr.yaml)")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        raise ConfigFileNotFound(f"pretext checkpoint {path} does not exist; train the pretext first (e.g. experiments/scan/*_simclr.yaml)")
+    checkpoint = read_torch_file(path, "pretext", weights_only=False)
     name = (checkpoint.get("sslzoo") or {}).get("method")
     method = getattr(methods, name, None) if name else None
     if method is None or not hasattr(method, "embed"):
-        raise ValueError(
+        raise ConfigError(
             f"{path} is a checkpoint of {name or 'an unknown method'}, which cannot embed images for neighbour mining; "
             "give a SimCLR checkpoint as `pretext`, or a mined table as `neighbours_file`"
         )

@@ -3,22 +3,28 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Literal
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..functional.schedules import SCHEDULES
+from ..nets.options import check_options
+from .choices import check_choice, choices_of
 
-OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
-LR_SCALINGS = ("none", "linear", "sqrt")
+OptimizerName = Literal["sgd", "lars", "adam", "adamw"]
+SchedulerName = Literal[tuple(SCHEDULES)]
+LRScaling = Literal["none", "linear", "sqrt"]
+OPTIMIZERS = choices_of(OptimizerName)
+LR_SCALINGS = choices_of(LRScaling)
 
 
 def check_lr_scaling(rule: str, reference_batch: int | None) -> None:
     """Refuse an unknown rule, or a scaling rule without the batch the given lr was tuned for."""
-    if rule not in LR_SCALINGS:
-        raise ValueError(f"lr_scaling must be one of {LR_SCALINGS}, got {rule!r}")
+    check_choice("lr_scaling", rule, LRScaling)
     if rule != "none" and (reference_batch is None or reference_batch <= 0):
-        raise ValueError(
+        raise ConfigError(
             f"lr_scaling={rule!r} needs lr_reference_batch, the global batch the given lr was tuned for "
             f"(e.g. 64 for FixMatch's one GPU x 64 labeled images), got {reference_batch!r}; "
             "set --model.init_args.lr_reference_batch, or use lr_scaling: none"
@@ -32,7 +38,7 @@ def scaled_lr(lr: float, rule: str, global_batch: int | None, reference_batch: i
     if rule == "none":
         return lr
     if global_batch is None or global_batch <= 0:
-        raise ValueError(f"lr_scaling={rule!r} needs the global batch, but it is unknown ({global_batch!r}); train with an sslzoo datamodule")
+        raise ConfigError(f"lr_scaling={rule!r} needs the global batch, but it is unknown ({global_batch!r}); train with an sslzoo datamodule")
     ratio = global_batch / reference_batch
     return lr * (ratio if rule == "linear" else math.sqrt(ratio))
 
@@ -69,30 +75,31 @@ def param_groups(modules: list[nn.Module], weight_decay: float, decay_norm_and_b
 LARS_DEFAULTS = {"trust_coeff": 0.001, "trust_clip": False, "always_adapt": True}
 
 
+def check_lars_options(name: str, lars_options: dict | None) -> None:
+    """lars_options only with optimizer 'lars', and only `LARS_DEFAULTS`' keys."""
+    if lars_options and name != "lars":
+        raise ConfigError(f"lars_options are for optimizer 'lars', not {name!r}; remove them or use optimizer: lars")
+    check_options("lars_options", lars_options or {}, list(LARS_DEFAULTS))
+
+
 def build_optimizer(
     groups: list[dict], name: str, lr: float, momentum: float = 0.9, nesterov: bool = True, lars_options: dict | None = None
 ) -> torch.optim.Optimizer:
-    if lars_options and name != "lars":
-        raise ValueError(f"lars_options are for optimizer 'lars', not {name!r}; remove them or use optimizer: lars")
+    check_choice("optimizer", name, OptimizerName)
+    check_lars_options(name, lars_options)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
     if name == "lars":
         from timm.optim import Lars
 
-        unknown = set(lars_options or {}) - set(LARS_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown lars_options {sorted(unknown)}; choose from {sorted(LARS_DEFAULTS)}")
         return Lars(groups, lr=lr, momentum=momentum, **{**LARS_DEFAULTS, **(lars_options or {})})
     if name == "adam":  # L2 decay added to the gradient (SCAN's Adam, wd 1e-4), unlike AdamW's decoupled decay
         return torch.optim.Adam(groups, lr=lr)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 def build_scheduler(optimizer, name: str, total_steps: int, warmup_steps: int = 0, final_lr_fraction: float = 0.0, decay_start: float = 0.0):
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULES)}")
+    check_choice("scheduler", name, SchedulerName)
     schedule = SCHEDULES[name]
     if name == "warmup_cosine":
         schedule = functools.partial(schedule, warmup_steps=warmup_steps, final_fraction=final_lr_fraction)

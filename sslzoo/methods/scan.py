@@ -1,18 +1,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from ..errors import ConfigError
 from ..functional import scan_loss, scan_validation_loss, softmax_probs
+from ..functional.neighbours import BACKENDS
 from ..modules import ClusterNetwork, NeighbourTable
 from ..modules.distributed import all_gather_uneven, all_reduce_mean, differentiable_mean
 from .clustering_eval import ClusterMethod
+from .choices import check_choice, choices_of
 from .neighbour_mining import load_embedder, mine_pool
+from .ranges import AT_LEAST_ONE, NON_NEGATIVE, check_range, check_ranges
 
-
-HEAD_SELECTIONS = ("val_scan_loss", "train_loss")
+HeadSelection = Literal["val_scan_loss", "train_loss"]
+MiningBackend = Literal[BACKENDS]
+HEAD_SELECTIONS = choices_of(HeadSelection)
 VAL_NEIGHBOURS = 5  # simclr.py mines the top-5 of the validation set; NeighborsDataset(val, indices, 5)
 
 
@@ -42,6 +48,18 @@ class SCAN(ClusterMethod):
     arXiv v1 values (K=5, lambda=2) are options. `num_clusters` above the number of classes
     overclusters (evaluated many-to-one). `update_backbone=False` trains the heads only
     (ImageNet), with the backbone in eval mode.
+
+    Args:
+        num_heads: clustering heads trained side by side, >= 1; the best is evaluated (code: 10).
+        entropy_weight: lambda, weight of the entropy term H(mean Phi(X)), >= 0 (code: 5; arXiv v1: 2).
+        num_neighbours: K, nearest neighbours mined per image, >= 1 (code: 20; arXiv v1: 5).
+        pretext: the SimCLR checkpoint that embeds the images for mining; None uses init_from.
+        neighbours_file: a .npz of mined neighbours, read when it exists and written otherwise.
+        mining_backend: k-NN search, "auto" (faiss when installed), "faiss" or "torch".
+        mining_chunk_size: query rows per k-NN chunk (memory), >= 1; None picks one.
+        update_backbone: train the backbone too (CIFAR/STL: on); off trains the heads only (ImageNet).
+        head_selection: "val_scan_loss" (the code: lowest SCAN loss on the validation set) or
+            "train_loss" (ours: lowest mean training loss over the last epoch).
     """
 
     views = {"labeled": [], "unlabeled": ["scan_strong"]}
@@ -53,18 +71,18 @@ class SCAN(ClusterMethod):
         num_neighbours: int = 20,
         pretext: str | None = None,
         neighbours_file: str | None = None,
-        mining_backend: str = "auto",
+        mining_backend: MiningBackend = "auto",
         mining_chunk_size: int | None = None,
         update_backbone: bool = True,
-        head_selection: str = "val_scan_loss",
+        head_selection: HeadSelection = "val_scan_loss",
         **kwargs,
     ):
+        check_ranges(AT_LEAST_ONE, num_heads=num_heads, num_neighbours=num_neighbours, mining_chunk_size=mining_chunk_size)
+        check_range("entropy_weight", entropy_weight, NON_NEGATIVE)
+        check_choice("mining_backend", mining_backend, MiningBackend)
+        check_choice("head_selection", head_selection, HeadSelection)
         self.num_heads = num_heads
         super().__init__(**kwargs)
-        if num_neighbours < 1:
-            raise ValueError(f"num_neighbours must be at least 1, got {num_neighbours}")
-        if head_selection not in HEAD_SELECTIONS:
-            raise ValueError(f"head_selection must be one of {HEAD_SELECTIONS}, got {head_selection!r}")
         self.entropy_weight = entropy_weight
         self.neighbour_table = NeighbourTable(num_neighbours + 1)
         self.val_neighbour_table = NeighbourTable(VAL_NEIGHBOURS + 1)
@@ -117,7 +135,7 @@ class SCAN(ClusterMethod):
             return
         pretext = self.hparams.pretext or self.hparams.init_from
         if not pretext:
-            raise ValueError("SCAN mines neighbours with a pretext network: set `pretext` (or `init_from`) to a SimCLR checkpoint, or give `neighbours_file`")
+            raise ConfigError("SCAN mines neighbours with a pretext network: set `pretext` (or `init_from`) to a SimCLR checkpoint, or give `neighbours_file`")
         embedder = load_embedder(pretext, self.device)
         anchors, neighbours, report = mine_pool(embedder, loader(), num_neighbours, self.device, self.hparams.mining_chunk_size, self.hparams.mining_backend)
         table.fill(anchors, neighbours)

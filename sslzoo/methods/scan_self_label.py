@@ -3,11 +3,13 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from ..errors import ConfigError
 from ..functional import confidence_based_cross_entropy
 from ..modules import ClusterNetwork
 from ..modules.distributed import any_process
 from .clustering_eval import ClusterMethod
 from .init_from import load_state_dict_file
+from .ranges import BELOW_ONE, check_range
 
 
 class SCANSelfLabel(ClusterMethod):
@@ -28,16 +30,21 @@ class SCANSelfLabel(ClusterMethod):
     EMA state is loaded into the trained network, so theta <- theta + (1 - decay) * step, and
     the BatchNorm statistics go back to their values at the start (the EMA keeps its own:
     `ema_buffers: own`) after every step. Defaults: Adam 1e-4 with L2 1e-4, constant lr.
+
+    Args:
+        threshold: the confidence max p above which a prediction becomes a target, in [0, 1) (paper: 0.99).
+        balance_classes: weigh class c's cross-entropy by n / count_c among the confident samples (code: on).
+        ema_replaces_weights: load the EMA into the trained network after every step (code, ImageNet);
+            needs ema_decay and ema_buffers: own.
     """
 
     views = {"labeled": [], "unlabeled": ["eval", "scan_strong"]}
 
     def __init__(self, threshold: float = 0.99, balance_classes: bool = True, ema_replaces_weights: bool = False, **kwargs):
+        check_range("threshold", threshold, BELOW_ONE, "a softmax confidence: 1 or more keeps no target")
         super().__init__(**kwargs)
-        if not 0.0 <= threshold < 1.0:
-            raise ValueError(f"threshold must be in [0, 1), got {threshold}")
         if ema_replaces_weights and (self.ema is None or self.hparams.ema_buffers != "own"):
-            raise ValueError("ema_replaces_weights needs ema_decay and ema_buffers: own (the official ImageNet setting: ema_decay 0.999)")
+            raise ConfigError("ema_replaces_weights needs ema_decay and ema_buffers: own (the official ImageNet setting: ema_decay 0.999)")
         self.threshold, self.balance_classes = threshold, balance_classes
         self._nothing_confident = False
 
@@ -52,7 +59,7 @@ class SCANSelfLabel(ClusterMethod):
         best = int(source["best_head"])
         head = {name: source[f"network.heads.heads.{best}.{name}"] for name in ("weight", "bias")}
         if head["weight"].shape != self.network.heads.heads[0].weight.shape:
-            raise ValueError(f"{path}'s head {best} has shape {tuple(head['weight'].shape)}; set num_clusters to match it")
+            raise ConfigError(f"{path}'s head {best} has shape {tuple(head['weight'].shape)}; set num_clusters to match it")
         self.network.heads.heads[0].load_state_dict(head)
         rank_zero_info(f"SCANSelfLabel: head {best} (the lowest-loss SCAN head) taken from {path}")
 

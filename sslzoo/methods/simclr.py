@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from ..functional import nt_xent
+from ..functional.contrastive import ANCHORS
 from ..modules import ProjectionHead
+from .choices import check_choice
 from .multicrop import MultiCropMethod, PretextMixin
+from .ranges import AT_LEAST_ONE, check_ranges
 
-ANCHORS = ("both", "first")
+Anchors = Literal[ANCHORS]
 
 
 class SimCLR(PretextMixin, MultiCropMethod):
@@ -21,6 +26,11 @@ class SimCLR(PretextMixin, MultiCropMethod):
     (and running statistics) of the representation holds the 2B views only, as in SCAN's
     simclr_train; with or without labels the representation is learned the same way.
     `embed` gives the normalised projection that SCAN mines neighbours with.
+
+    Args:
+        hidden_dim: width of the projection MLP's hidden layer (SCAN: 512 for ResNet-18).
+        projection_dim: size of the L2-normalised embedding z (SCAN: 128).
+        anchors: NT-Xent anchors, "both" views (the SimCLR paper) or the "first" only (SCAN's SimCLRLoss).
     """
 
     views = {
@@ -28,9 +38,9 @@ class SimCLR(PretextMixin, MultiCropMethod):
         "unlabeled": ["simclr", "simclr"],  # SCAN's CIFAR/STL recipe: crop scale (0.2, 1), jitter 0.4/0.4/0.4/0.1, gray 0.2
     }
 
-    def __init__(self, hidden_dim: int = 512, projection_dim: int = 128, anchors: str = "both", **kwargs):
-        if anchors not in ANCHORS:
-            raise ValueError(f"anchors must be one of {ANCHORS}, got {anchors!r}")
+    def __init__(self, hidden_dim: int = 512, projection_dim: int = 128, anchors: Anchors = "both", **kwargs):
+        check_choice("anchors", anchors, Anchors)
+        check_ranges(AT_LEAST_ONE, hidden_dim=hidden_dim, projection_dim=projection_dim)
         self.head_options = dict(hidden_dim=hidden_dim, projection_dim=projection_dim)
         super().__init__(**kwargs)
         self.anchors = anchors
@@ -56,6 +66,9 @@ class SimCLR(PretextMixin, MultiCropMethod):
             return self.network(x)
         finally:
             self.network.train()
+
+    def required_streams(self) -> tuple[str, ...]:
+        return ("unlabeled",)  # the labeled stream only trains the monitoring probe
 
     def idle_modules(self):
         return [self.probes] if self._without_labels else []  # no labeled stream: the probes learn nothing

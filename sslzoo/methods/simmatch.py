@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from ..functional import (
     confident_labels, cross_entropy, instance_logits, masked_cross_entropy, propagate_labels, soft_cross_entropy, softmax_probs,
 )
 from ..modules import Classifier, DistributionAlignment, LabeledMemoryBank
-from .base import SSLMethod
+from ..errors import ConfigError
+from .base import EMABuffers, SSLMethod
+from .choices import check_choice, choices_of
+from .ranges import AT_LEAST_ONE, BELOW_ONE, NON_NEGATIVE, POSITIVE, UNIT, check_range, check_ranges
 
-EVALUATED_WEIGHTS = ("ema", "student")
+EvaluatedWeights = Literal["ema", "student"]
+EVALUATED_WEIGHTS = choices_of(EvaluatedWeights)
 
 
 class SimMatch(SSLMethod):
@@ -35,6 +41,24 @@ class SimMatch(SSLMethod):
     engine.py, whose `validate` calls SimMatch.forward -> `self.main`). None follows the bank
     variant: "student" with the teacher, "ema" without. `ema_buffers` None follows it too:
     "own" with the teacher, "copy" without (see `sslzoo.modules.EMA`).
+
+    Args:
+        threshold: tau, the confidence max p_hat above which a pseudo-label is kept, in [0, 1] (paper: 0.95).
+        lambda_u: lambda_u, weight of the unlabeled loss L_u, >= 0 (paper: 1).
+        lambda_in: lambda_in, weight of the instance-similarity loss L_in, >= 0 (paper: 1).
+        temperature: t, temperature of the similarities to the bank, > 0 (paper: 0.1).
+        alpha: alpha, the share of the class prediction in the aggregated p_hat, in [0, 1] (paper: 0.9).
+        da_length: batches in distribution alignment's moving mean, >= 1 (code: 32).
+        bank_momentum: momentum of the labeled bank's entries, in [0, 1) (CIFAR code: 0.7, a
+            temporal ensemble; ImageNet: 0, overwrite).
+        use_teacher: weak outputs from the EMA teacher (ImageNet) instead of the online network (CIFAR).
+        projection_dim: size of the L2-normalised embedding z kept in the bank (paper: 128).
+        bank_warmup_epochs: epochs with the random bank unused (p_hat = p, L_in = 0), >= 0 (ours: 1).
+        ema_decay: decay of the EMA teacher / evaluated weights, in [0, 1) (paper: 0.999).
+        ema_buffers: the EMA's BN statistics; None follows the bank variant ("own" with the
+            teacher, "copy" without).
+        evaluate: the evaluated weights, "ema" (CIFAR) or "student" (ImageNet); None follows the
+            bank variant.
     """
 
     views = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
@@ -52,15 +76,19 @@ class SimMatch(SSLMethod):
         projection_dim: int = 128,
         bank_warmup_epochs: int = 1,
         ema_decay: float = 0.999,
-        ema_buffers: str | None = None,
-        evaluate: str | None = None,
+        ema_buffers: EMABuffers | None = None,
+        evaluate: EvaluatedWeights | None = None,
         **kwargs,
     ):
-        evaluate = evaluate or ("student" if use_teacher else "ema")
-        if evaluate not in EVALUATED_WEIGHTS:
-            raise ValueError(f"evaluate must be one of {EVALUATED_WEIGHTS} (or null for the bank variant's own), got {evaluate!r}")
+        evaluate = check_choice("evaluate", evaluate or ("student" if use_teacher else "ema"), EvaluatedWeights)
+        check_range("threshold", threshold, UNIT, "a softmax confidence: above 1 no pseudo-label is ever kept")
+        check_ranges(NON_NEGATIVE, lambda_u=lambda_u, lambda_in=lambda_in, bank_warmup_epochs=bank_warmup_epochs)
+        check_range("temperature", temperature, POSITIVE)
+        check_range("alpha", alpha, UNIT)
+        check_range("bank_momentum", bank_momentum, BELOW_ONE)
+        check_ranges(AT_LEAST_ONE, da_length=da_length, projection_dim=projection_dim)
         if ema_decay is None and (evaluate == "ema" or use_teacher):
-            raise ValueError("SimMatch's EMA teacher and EMA evaluation need ema_decay (0.999); set it, or use_teacher: false and evaluate: student")
+            raise ConfigError("SimMatch's EMA teacher and EMA evaluation need ema_decay (0.999); set it, or use_teacher: false and evaluate: student")
         self.projection_dim = projection_dim
         # Official code: ImageNet's teacher averages parameters only and, run in train mode, keeps its
         # own BN statistics (simmatch models/simmatch.py `momentum_update_ema` without --eman;
@@ -88,7 +116,7 @@ class SimMatch(SSLMethod):
         super().setup(stage)
         datamodule = self.trainer.datamodule
         if stage == "fit" and not hasattr(datamodule, "labeled_indices"):
-            raise ValueError("SimMatch builds its memory bank from the labeled split: train it with an sslzoo datamodule")
+            raise ConfigError("SimMatch builds its memory bank from the labeled split: train it with an sslzoo datamodule")
         if stage == "fit" and len(self.bank) == 0:
             labeled = datamodule.labeled_indices
             self.bank.reset(labeled, datamodule.pool.train.targets[labeled], torch.Generator().manual_seed(0))

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
+from ..errors import ConfigError
 from ..functional import mix_pair, soft_cross_entropy
+from .base import required_num_classes
+from .choices import check_choice, choices_of
 from .multicrop import GLOBAL_CROPS, crops_of
 from .swav import SwAVCodes
 
-MIXED_WEIGHTS = ("rows", "official")
-EVALUATED = ("online", "ema")
+MixedWeight = Literal["rows", "official"]
+Evaluated = Literal["online", "ema"]
+MIXED_WEIGHTS = choices_of(MixedWeight)
+EVALUATED = choices_of(Evaluated)
 
 
 class Suave(SwAVCodes):
@@ -33,6 +40,12 @@ class Suave(SwAVCodes):
     `evaluate`: "online" (default) classifies with the trained network, as the official code
     does (validate(val_loader, model), suave/main_suave.py:501) even with a momentum teacher;
     "ema" evaluates the EMA copy instead (needs ema_decay).
+
+    Args:
+        mixup_unlabeled: add the mixed unlabeled view m = mix(g_0, flip g_1) and its loss L_mix (paper: on).
+        mixup_labeled: extend the labeled rows with mixed copies (paper: on).
+        mixed_weight: L_mix's share, "official" (1 / total rows, the code) or "rows" (B rows, Eq. 3 as written).
+        evaluate: the evaluated network, "online" (the code) or "ema" (needs ema_decay).
     """
 
     views = {
@@ -41,17 +54,16 @@ class Suave(SwAVCodes):
     }
 
     def __init__(
-        self, mixup_unlabeled: bool = True, mixup_labeled: bool = True, mixed_weight: str = "official", evaluate: str = "online", **kwargs
+        self, mixup_unlabeled: bool = True, mixup_labeled: bool = True, mixed_weight: MixedWeight = "official", evaluate: Evaluated = "online",
+        **kwargs,
     ):
-        if kwargs.get("num_prototypes") not in (None, kwargs.get("num_classes", 10)):
-            raise ValueError("Suave's prototypes are its classes: leave num_prototypes unset (it equals num_classes)")
-        if mixed_weight not in MIXED_WEIGHTS:
-            raise ValueError(f"mixed_weight must be one of {MIXED_WEIGHTS}, got {mixed_weight!r}")
-        if evaluate not in EVALUATED:
-            raise ValueError(f"evaluate must be one of {EVALUATED}, got {evaluate!r}")
+        if kwargs.get("num_prototypes") not in (None, required_num_classes(kwargs.get("num_classes"))):
+            raise ConfigError("Suave's prototypes are its classes: leave num_prototypes unset (it equals num_classes)")
+        check_choice("mixed_weight", mixed_weight, MixedWeight)
+        check_choice("evaluate", evaluate, Evaluated)
         super().__init__(mixup_labeled=mixup_labeled, **kwargs)
         if evaluate == "ema" and self.ema is None:
-            raise ValueError("evaluate='ema' needs an EMA copy to evaluate: set ema_decay (or momentum_teacher: true)")
+            raise ConfigError("evaluate='ema' needs an EMA copy to evaluate: set ema_decay (or momentum_teacher: true)")
         self.mixup_unlabeled, self.mixed_weight, self.evaluate = mixup_unlabeled, mixed_weight, evaluate
 
     @property

@@ -4,8 +4,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from ..functional import cross_view_cross_entropy, queue_extended_codes
+from ..errors import ConfigError
 from ..modules import FeatureQueue, SwAVHead
+from .base import required_num_classes
 from .multicrop import GLOBAL_CROPS, MultiCropMethod, PretextMixin, crops_of
+from .ranges import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_range, check_ranges
 
 
 class SwAVCodes(MultiCropMethod):
@@ -20,6 +23,18 @@ class SwAVCodes(MultiCropMethod):
     codes come from the EMA network's scores of the global crops (ema_decay, cosine to 1);
     the official code EMAs the parameters only (ema_buffers "own") and re-normalises the
     teacher's prototypes before every step too.
+
+    Args:
+        num_prototypes: K, the prototypes C; None: one per class.
+        hidden_dim: width of the projector's hidden layer (SwAV: 2048).
+        projection_dim: D, size of the L2-normalised embedding z (SwAV: 128).
+        epsilon: eps, the Sinkhorn entropy regularisation, > 0 (SwAV: 0.05).
+        sinkhorn_iterations: Sinkhorn-Knopp iterations, >= 1 (SwAV: 3).
+        queue_length: embeddings the queue keeps (of every process), >= 0; 0 disables it
+            (SwAV CIFAR: 0; ImageNet: 3840).
+        queue_start_epoch: the epoch the queue starts filling, >= 0 (SwAV ImageNet: 15).
+        freeze_prototypes_steps: optimizer steps with the prototypes frozen, >= 0 (SwAV: one epoch, 5005 on ImageNet).
+        momentum_teacher: codes from the EMA network's scores (ema_decay, cosine to 1) instead of the online one.
     """
 
     def __init__(
@@ -35,11 +50,16 @@ class SwAVCodes(MultiCropMethod):
         momentum_teacher: bool = False,
         **kwargs,
     ):
-        self.head_options = dict(hidden_dim=hidden_dim, projection_dim=projection_dim, num_prototypes=num_prototypes or kwargs.get("num_classes", 10))
+        check_ranges(AT_LEAST_ONE, num_prototypes=num_prototypes, hidden_dim=hidden_dim, projection_dim=projection_dim,
+                     sinkhorn_iterations=sinkhorn_iterations)
+        check_range("epsilon", epsilon, POSITIVE)
+        check_ranges(NON_NEGATIVE, queue_length=queue_length, queue_start_epoch=queue_start_epoch, freeze_prototypes_steps=freeze_prototypes_steps)
+        num_prototypes = num_prototypes or required_num_classes(kwargs.get("num_classes"))
+        self.head_options = dict(hidden_dim=hidden_dim, projection_dim=projection_dim, num_prototypes=num_prototypes)
         if momentum_teacher:
             kwargs.setdefault("ema_decay", 0.99)
             if kwargs["ema_decay"] is None:
-                raise ValueError("momentum_teacher needs ema_decay (the teacher's momentum)")
+                raise ConfigError("momentum_teacher needs ema_decay (the teacher's momentum)")
         super().__init__(**kwargs)
         self.epsilon, self.sinkhorn_iterations = epsilon, sinkhorn_iterations
         self.queue_start_epoch, self.freeze_prototypes_steps = queue_start_epoch, freeze_prototypes_steps
@@ -112,6 +132,10 @@ class SwAV(PretextMixin, SwAVCodes):
     Loss: the swapped prediction over all crops of the unlabeled stream; the labeled
     stream only trains the detached online probes, whose backbone probe is the
     classifier used by validation.
+
+    Args:
+        num_prototypes: K, the prototypes (SwAV: 3000).
+        ema_decay: decay of an EMA of the weights (the momentum teacher's with momentum_teacher); None: no EMA.
     """
 
     views = {"labeled": ["weak"], "unlabeled": [{"name": "multicrop"}]}

@@ -1,18 +1,17 @@
+"""Label-free scores of predictions against classes, accumulated as a prediction x class count
+table: summing the tables of every process gives the exact global score under DDP, and no
+prediction is gathered (torchmetrics' NMI/ARI gather them all and build a sparse table)."""
 from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
 
+from ..functional.cluster_metrics import adjusted_rand_index, normalized_mutual_info
 from ..functional.clustering import confusion_counts, matched_accuracy_from_counts
 
 
-class ClusterAccuracy(Metric):
-    """Hungarian-matched accuracy accumulated as a confusion-count table.
-
-    Used instead of torchmetrics' ClusterAccuracy, which needs the compiled
-    `torch_linear_assignment` package and gathers every prediction under DDP;
-    summing a K x K table across processes is exact and cheap, and scipy solves it.
-    """
+class CountTableMetric(Metric):
+    """A score of the summed counts[predicted, true] table; subclasses name the score in `score`."""
 
     full_state_update = False
 
@@ -25,4 +24,27 @@ class ClusterAccuracy(Metric):
         self.counts += confusion_counts(preds, targets, self.num_classes, self.num_classes)
 
     def compute(self) -> torch.Tensor:
-        return torch.tensor(matched_accuracy_from_counts(self.counts))
+        return torch.tensor(self.score(self.counts))
+
+    @staticmethod
+    def score(counts: torch.Tensor) -> float:
+        raise NotImplementedError
+
+
+class ClusterAccuracy(CountTableMetric):
+    """Hungarian-matched accuracy. Used instead of torchmetrics' ClusterAccuracy, which needs the
+    compiled `torch_linear_assignment` package; scipy solves the K x K table."""
+
+    score = staticmethod(matched_accuracy_from_counts)
+
+
+class NormalizedMutualInfo(CountTableMetric):
+    """NMI (arithmetic normalisation), scikit-learn's `normalized_mutual_info_score`."""
+
+    score = staticmethod(normalized_mutual_info)
+
+
+class AdjustedRandIndex(CountTableMetric):
+    """ARI, scikit-learn's `adjusted_rand_score`."""
+
+    score = staticmethod(adjusted_rand_index)

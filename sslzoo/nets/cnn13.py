@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sslzoo.errors import ConfigError
+
 from sslzoo.nets.mean_only_batch_norm import MeanOnlyBatchNorm
 from sslzoo.nets.weight_norm import data_dependent_init_, weight_normalize_
 
@@ -56,7 +58,7 @@ class CNN13(nn.Module):
     ):
         super().__init__()
         if norm not in ("mean_only", "batch"):
-            raise ValueError(f"norm must be 'mean_only' or 'batch', got {norm!r}")
+            raise ConfigError(f"norm must be 'mean_only' or 'batch', got {norm!r}")
 
         def conv(in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1) -> ConvNormAct:
             return ConvNormAct(in_channels, out_channels, kernel_size, padding, norm, norm_momentum, leaky_slope)

@@ -12,16 +12,19 @@ Convolutions have no bias and use kaiming fan-out init, as ours. Depth 28 -> 3 s
 """
 from __future__ import annotations
 
+from .options import forwards_options
 from .wide_resnet import WideResNet
 
 SSCLUSTERING_OPTIONS = dict(activation="mish", bn_shift=0.1, preactivate_transitions=False, bn_eps=1e-5, bn_momentum=0.001)
 
 
+@forwards_options(WideResNet, "depth", "widen_factor")
 def wrn_28_2_mish(**kwargs) -> WideResNet:
     """Paper 000's CIFAR-10 / SVHN backbone (`--depth 28 --widen_factor 2`, the defaults)."""
     return WideResNet(depth=28, widen_factor=2, **{**SSCLUSTERING_OPTIONS, **kwargs})
 
 
+@forwards_options(WideResNet, "depth", "widen_factor")
 def wrn_37_2_mish(**kwargs) -> WideResNet:
     """Paper 000's STL-10 backbone (`--depth 37`: 4 stages, 32/64/128/256 channels)."""
     return WideResNet(depth=37, widen_factor=2, **{**SSCLUSTERING_OPTIONS, **kwargs})

@@ -12,6 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from sslzoo.errors import ConfigError
+from sslzoo.nets.options import forwards_options
+
 FIXMATCH_UNITS_PER_STAGE = 4  # `repeat=4` in FixMatch
 STEM_CHANNELS = 16
 
@@ -103,7 +106,7 @@ class WideResNet(nn.Module):
         super().__init__()
         stages, units_per_stage = _stages_and_units(depth, stages)
         if activation not in ("leaky_relu", "mish"):
-            raise ValueError(f"activation must be 'leaky_relu' or 'mish', got {activation!r}")
+            raise ConfigError(f"activation must be 'leaky_relu' or 'mish', got {activation!r}")
 
         def norm_act(channels: int) -> nn.Sequential:
             layers = [nn.BatchNorm2d(channels, eps=bn_eps, momentum=bn_momentum)]
@@ -170,27 +173,30 @@ def _stages_and_units(depth: int, stages: int | None) -> tuple[int, int]:
             return 3, (depth - 4) // 6
         stages, remainder = divmod(depth - 1, 2 * FIXMATCH_UNITS_PER_STAGE + 1)
         if remainder or stages < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"depth={depth} is neither 6n+4 (3 stages of n units) nor 9s+1 (s stages of "
                 f"{FIXMATCH_UNITS_PER_STAGE} units, e.g. 37); pass `stages` explicitly"
             )
         return stages, FIXMATCH_UNITS_PER_STAGE
     units, remainder = divmod(depth - 1 - stages, 2 * stages)
     if remainder or units < 1:
-        raise ValueError(f"depth={depth} with stages={stages} does not satisfy depth = stages * (2 * units + 1) + 1")
+        raise ConfigError(f"depth={depth} with stages={stages} does not satisfy depth = stages * (2 * units + 1) + 1")
     return stages, units
 
 
+@forwards_options(WideResNet, "depth", "widen_factor")
 def wrn_28_2(**kwargs) -> WideResNet:
     """FixMatch CIFAR-10/SVHN backbone (`filters=32, scales=3`), ~1.47M parameters with a 10-class head."""
     return WideResNet(depth=28, widen_factor=2, **kwargs)
 
 
+@forwards_options(WideResNet, "depth", "widen_factor")
 def wrn_28_8(**kwargs) -> WideResNet:
     """FixMatch CIFAR-100 backbone (`filters=128`; not 28-10, fixmatch#26), ~23.4M parameters."""
     return WideResNet(depth=28, widen_factor=8, **kwargs)
 
 
+@forwards_options(WideResNet, "depth", "widen_factor")
 def wrn_37_2(**kwargs) -> WideResNet:
     """FixMatch STL-10 backbone (`scales=4`: 32/64/128/256 channels), ~5.9M parameters (fixmatch#34)."""
     return WideResNet(depth=37, widen_factor=2, **kwargs)

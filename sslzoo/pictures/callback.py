@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Subset
 from ..callbacks import run_directory
 from ..functional.clustering import confusion_counts
 from ..methods.clustering_eval import ClusterMethod
+from ..methods.multicrop import PretextMixin
 from .confusion import confusion_table
 from .drawing import draw_confusion, draw_curves, draw_embedding
 from .embedding import subset_positions, tsne_2d
@@ -18,6 +19,30 @@ from .history import MetricHistory
 from .output import publish_figure
 
 CURVE_METRICS = ("train/pseudo_acc_masked", "train/pseudo_acc_all", "train/mask_rate")
+MASKED_ACCURACY, MASK_RATE = "train/pseudo_acc_masked", "train/mask_rate"
+
+
+def with_gaps(values: dict[str, float], mask_rate: float | None) -> dict[str, float]:
+    """`values` with the masked pseudo-label accuracy NaN (a gap in its curve) at a step where no
+    pseudo-label was confident: the method logs 0 there (an empty mean), which is no accuracy."""
+    if MASKED_ACCURACY in values and mask_rate == 0:
+        return {**values, MASKED_ACCURACY: float("nan")}
+    return values
+
+
+def evaluated_network_name(pl_module) -> str:
+    """Which network the evaluation runs, for titles: the module's `eval_network_name` when it
+    has one; else "EMA" when `eval_network` is its EMA copy, "online network + linear probe" for the
+    pretexts (SwAV, DINO), and "online network" (the trained one) otherwise."""
+    named = getattr(pl_module, "eval_network_name", None)
+    if isinstance(named, str) and named:
+        return named
+    if isinstance(pl_module, PretextMixin):
+        return "online network + linear probe"
+    ema = getattr(pl_module, "ema", None)
+    if ema is not None and getattr(pl_module, "eval_network", None) is ema.module:
+        return "EMA"
+    return "online network"
 
 
 class ValidationPictures(L.Callback):
@@ -25,17 +50,18 @@ class ValidationPictures(L.Callback):
     (rank 0) and logged as `pictures/<name>` to W&B and TensorBoard loggers.
 
     - `confusion_matrix`: true class x predicted class of the evaluated network (EMA/teacher when
-      there is one) over the whole validation set, from the logits `validation_step` returns
-      (summed over processes). Clustering methods show clusters mapped to classes as their
-      `val/cluster_acc` maps them (one-to-one Hungarian, or many-to-one when overclustering).
+      there is one; the title names it) over the whole validation set, from the logits
+      `validation_step` returns (summed over processes); counts, or with `confusion_normalise`
+      each true class's row as fractions. Clustering methods show clusters mapped to classes as
+      their `val/cluster_acc` maps them (one-to-one Hungarian, or many-to-one when overclustering).
     - `embedding`: t-SNE of the evaluated network's backbone features (`eval_features`) for
       `embedding_points` validation images and `embedding_labeled_points` labeled training images
-      (stars), a fixed random subset, coloured by true class. It costs a forward pass over those
+      (small stars beneath the validation points), a fixed random subset, coloured by true class. It costs a forward pass over those
       images and a few seconds of t-SNE, so it runs every `embedding_every_n_validations`.
     - `curves`: `curve_metrics` (whichever the method logs) recorded every `record_every_n_steps`
       training steps (default: the trainer's `log_every_n_steps`), so the same points the loggers
-      get, against the global step. The record is in the checkpoint: after a resume the curve
-      is the whole run.
+      get, against the global step; the masked pseudo-label accuracy has a gap where nothing was
+      confident (mask rate 0). The record is in the checkpoint: after a resume the curve is the whole run.
 
     Pictures are drawn at the first validation of a fit and then every `every_n_validations`
     (the sanity check is skipped); `trainer.validate` draws them every time.
@@ -49,11 +75,12 @@ class ValidationPictures(L.Callback):
         every_n_validations: int = 1,
         embedding_every_n_validations: int = 10,
         embedding_points: int = 1000,
-        embedding_labeled_points: int = 500,
+        embedding_labeled_points: int = 200,
         tsne_iterations: int = 500,
         seed: int = 0,
         curve_metrics: tuple[str, ...] | list[str] = CURVE_METRICS,
         record_every_n_steps: int | None = None,
+        confusion_normalise: bool = False,
     ):
         if every_n_validations < 1 or embedding_every_n_validations < 1:
             raise ValueError("every_n_validations and embedding_every_n_validations must be >= 1")
@@ -66,6 +93,7 @@ class ValidationPictures(L.Callback):
         self.embedding_points, self.embedding_labeled_points = embedding_points, embedding_labeled_points
         self.tsne_iterations, self.seed = tsne_iterations, seed
         self.curve_metrics, self.record_every_n_steps = tuple(curve_metrics), record_every_n_steps
+        self.confusion_normalise = confusion_normalise
         self.history = MetricHistory()
         self.validations = 0  # fit validations seen (sanity check excluded), kept across a resume
         self._due: set[str] = set()
@@ -84,7 +112,7 @@ class ValidationPictures(L.Callback):
         logged = trainer.callback_metrics
         values = {name: float(logged[name]) for name in self.curve_metrics if name in logged}
         if values:
-            self.history.record(step, values)
+            self.history.record(step, with_gaps(values, float(logged[MASK_RATE]) if MASK_RATE in logged else None))
 
     # ---- what this validation draws ---------------------------------------------------
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
@@ -145,7 +173,8 @@ class ValidationPictures(L.Callback):
         if int(counts.sum()) == 0:
             return None
         table, xlabel = confusion_table(counts, isinstance(pl_module, ClusterMethod))
-        return draw_confusion(table, class_names, f"validation, step {step}", xlabel=xlabel)
+        title = f"{evaluated_network_name(pl_module)}, validation, step {step}"
+        return draw_confusion(table, class_names, title, xlabel=xlabel, normalise=self.confusion_normalise)
 
     # ---- embedding ----------------------------------------------------------------------
     def _embedding_figure(self, trainer, pl_module, class_names, step):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .run_summary import SUMMARY_FILE
+from .summary_file import SUMMARY_FILE
 
 
 class NoSummariesError(FileNotFoundError):

@@ -12,9 +12,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from ..callbacks import run_directory
 from ..methods.clustering_eval import ClusterMethod
 from .records import update_best_last
+from .summary_file import SUMMARY_FILE, SUMMARY_FORMAT
 
-SUMMARY_FILE = "run_summary.json"
-SUMMARY_FORMAT = 2  # 2: metric records keep their recent values and the median over them; "val_split"
 
 # Evaluation metrics worth a results table; all are "higher is better", so best = max.
 TRACKED_METRICS = (

@@ -26,7 +26,10 @@ pytestmark = pytest.mark.slow
 
 STEPS_PER_EPOCH = 2
 # The teacher temperature (1 / 0.04) amplifies float32 reordering; DINO's head biases reach ~1e3 here (5e-4 is 5e-7 relative).
-EQUAL_ATOL = {"DINO": 5e-4, "Daino": 5e-5}
+# DINO-style sharpening (teacher temperature 0.04) amplifies float-summation differences between one
+# batch of 4 and two of 2: on some CPUs Daino's last head bias differs by 1.2e-4 after 6 steps (the
+# commit before issue 16 too), so it shares DINO's tolerance.
+EQUAL_ATOL = {"DINO": 5e-4, "Daino": 5e-4}
 MULTICROP = json.dumps([{"name": "multicrop", "num_local": 2, "local_size": 4}])
 MULTICROP_DATA = ["--data.labeled_views", '["weak"]', "--data.unlabeled_views", MULTICROP]
 BOOST = ["--model.warmup_epochs", "1", "--model.ssl_epochs", "1", "--model.clustering_batch_size", "4", "--model.num_augmentations", "2",

@@ -130,6 +130,9 @@ def test_the_picture_names_the_evaluated_network():
         eval_network_name = "teacher"
 
     assert evaluated_network_name(Named(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS)) == "teacher"
+    from sslzoo.methods import MeanTeacher
+
+    assert evaluated_network_name(MeanTeacher(num_classes=4, backbone=BACKBONE, backbone_options=OPTIONS, ema_decay=0.99)) == "teacher (EMA)"
 
 
 # ---- embedding ----------------------------------------------------------------------------------

@@ -202,6 +202,13 @@ class SSLMethod(L.LightningModule):
     def eval_network(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.network
 
+    ema_role = "EMA"  # what pictures call the EMA copy ("teacher (EMA)" where it makes the targets)
+
+    @property
+    def eval_network_name(self) -> str:
+        """Which network evaluation runs, for picture titles."""
+        return self.ema_role if self.ema is not None and self.eval_network is self.ema.module else "online network"
+
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits used by validation, test and prediction."""
         return self.eval_network(x)
@@ -279,7 +286,10 @@ class SSLMethod(L.LightningModule):
             diff = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs this run {mine.get(k)!r}" for k in mine if saved.get(k) != mine.get(k))
             raise ResumeRefused(f"checkpoint does not fit this model ({diff}); resume with the same method, backbone and classes")
         if self.strict_loading and isinstance(checkpoint.get("state_dict"), dict):
-            mismatch = network_mismatch(checkpoint["state_dict"], self.state_dict())
+            # Parameters only: some buffers (SCAN's neighbour tables) legitimately change size.
+            buffers = {name for name, _ in self.named_buffers()}
+            saved = {k: v for k, v in checkpoint["state_dict"].items() if k not in buffers}
+            mismatch = network_mismatch(saved, dict(self.named_parameters()))
             if mismatch:
                 raise ResumeRefused(
                     f"the checkpoint's network is not this model's: {mismatch}; build the network it was trained with "

@@ -23,6 +23,8 @@ class Daino(DINOTargets):
         norm_last_layer: weight-normalise the head's last layer with a fixed norm (Daino: off).
     """
 
+    ema_role = "teacher (EMA)"
+
     views = {
         "labeled": [{"name": "simclr", "strength": 0.5, "blur_prob": 0.0}],
         "unlabeled": [{"name": "multicrop"}],

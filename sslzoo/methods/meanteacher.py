@@ -50,6 +50,8 @@ class MeanTeacher(SSLMethod):
             "copy" the student's, or "average" them.
     """
 
+    ema_role = "teacher (EMA)"
+
     views = {"labeled": ["weak", "weak"], "unlabeled": ["weak", "weak"]}
 
     def __init__(

@@ -131,6 +131,8 @@ class PretextMixin:
     """For self-supervised pretexts (SwAV, DINO): their scores are not classes, so
     evaluation reads the online linear probe on the backbone of the trained network."""
 
+    eval_network_name = "online network + linear probe"
+
     def eval_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.network.backbone(x)
 

@@ -11,7 +11,6 @@ from torch.utils.data import DataLoader, Subset
 from ..callbacks import run_directory
 from ..functional.clustering import confusion_counts
 from ..methods.clustering_eval import ClusterMethod
-from ..methods.multicrop import PretextMixin
 from .confusion import confusion_table
 from .drawing import draw_confusion, draw_curves, draw_embedding
 from .embedding import subset_positions, tsne_2d
@@ -31,18 +30,10 @@ def with_gaps(values: dict[str, float], mask_rate: float | None) -> dict[str, fl
 
 
 def evaluated_network_name(pl_module) -> str:
-    """Which network the evaluation runs, for titles: the module's `eval_network_name` when it
-    has one; else "EMA" when `eval_network` is its EMA copy, "online network + linear probe" for the
-    pretexts (SwAV, DINO), and "online network" (the trained one) otherwise."""
+    """Which network the evaluation runs, for titles: the method's `eval_network_name`
+    ("EMA", "teacher (EMA)", "online network", ...)."""
     named = getattr(pl_module, "eval_network_name", None)
-    if isinstance(named, str) and named:
-        return named
-    if isinstance(pl_module, PretextMixin):
-        return "online network + linear probe"
-    ema = getattr(pl_module, "ema", None)
-    if ema is not None and getattr(pl_module, "eval_network", None) is ema.module:
-        return "EMA"
-    return "online network"
+    return named if isinstance(named, str) and named else "evaluated network"
 
 
 class ValidationPictures(L.Callback):

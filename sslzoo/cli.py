@@ -36,7 +36,6 @@ from sslzoo.pictures import ValidationPictures
 from sslzoo.predictions import PredictionWriter
 from sslzoo.progress import progress_bar_callbacks
 from sslzoo.report.run_summary import RunSummary
-from sslzoo.report.command import main as report_main
 from sslzoo.standard_callbacks import BEST_CHECKPOINT_DEFAULTS, run_record_callbacks
 
 
@@ -264,11 +263,9 @@ def refuse_lightning_optimizer_flags(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`sslzoo report ...` goes to sslzoo.report; everything else to LightningCLI. sslzoo's own
+    """LightningCLI (`sslzoo.command.main` sends `sslzoo report` elsewhere first). sslzoo's own
     errors end the command with their one-line message (SSLZOO_TRACEBACK=1 shows the traceback)."""
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["report"]:
-        sys.exit(report_main(args[1:]))
     try:
         refuse_lightning_optimizer_flags(args)
         build_cli(argv)

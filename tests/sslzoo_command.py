@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny  # noqa: E402,F401  (registers tiny_mlp, tiny_conv)
-from sslzoo.cli import main  # noqa: E402
+from sslzoo.command import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

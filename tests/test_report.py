@@ -8,7 +8,8 @@ import torch
 import yaml
 
 import tiny
-from sslzoo.cli import build_cli, main
+from sslzoo.cli import build_cli
+from sslzoo.command import main
 from sslzoo.report import SUMMARY_FILE, find_paper_result, load_paper_results, report
 from sslzoo.report.paper_results import DEFAULT_PAPER_RESULTS, PaperResult
 from sslzoo.report.run_summary import update_best_last

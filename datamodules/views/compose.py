@@ -2,19 +2,48 @@ from __future__ import annotations
 
 import torch
 
+from .batched import batchable_tail, split_params
+
 
 class View(torch.nn.Module):
-    """A sequence of uint8 -> uint8 augmentations followed by normalisation."""
+    """A sequence of uint8 -> uint8 augmentations followed by normalisation.
+
+    `plan` + `apply_batch` is the same view split for augmentation on the accelerator: `plan`
+    runs the leading ops that cannot be batched (e.g. a resized crop of variable-size images)
+    and draws the parameters of the rest (`BatchableOp`s) on one image; `apply_batch` applies
+    them to a batch of planned images and normalises.
+    """
 
     def __init__(self, augmentations, normalize):
         super().__init__()
         self.augmentations = torch.nn.ModuleList(augmentations)
         self.normalize = normalize
+        self._tail_start = batchable_tail(list(self.augmentations))
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         for op in self.augmentations:
             img = op(img)
         return self.normalize(img)
+
+    @property
+    def batched_ops(self) -> list:
+        return list(self.augmentations)[self._tail_start :]
+
+    def plan(self, img: torch.Tensor) -> dict:
+        """{"image": the image after the per-item ops, "params": float64 draws of the batched ops}."""
+        for op in list(self.augmentations)[: self._tail_start]:
+            img = op(img)
+        shape, params = tuple(img.shape), []
+        for op in self.batched_ops:
+            params.extend(op.draw(shape))
+            shape = op.out_shape(shape)
+        return {"image": img, "params": torch.tensor(params, dtype=torch.float64)}
+
+    def apply_batch(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        ops = self.batched_ops
+        for op, op_params in zip(ops, split_params(params, ops)):
+            images = op.apply_batch(images, op_params)
+        return self.normalize(images)
 
 
 class MultiView(torch.nn.Module):
@@ -22,6 +51,8 @@ class MultiView(torch.nn.Module):
 
     Returns a tensor when there is exactly one output, else the flat list of
     outputs in request order (a multi-crop view contributes all its crops).
+    `plan` / `finish_batch` are the same outputs for augmentation on the accelerator: outputs
+    of a `View` are planned per item and finished per batch, other outputs come finished.
     """
 
     def __init__(self, views):
@@ -34,3 +65,27 @@ class MultiView(torch.nn.Module):
             out = view(img)
             outputs.extend(out if isinstance(out, list) else [out])
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def output_views(self) -> list:
+        """For each output position, the `View` that makes it, or None when it comes finished."""
+        outputs = []
+        for view in self.views:
+            parts = view.output_views() if hasattr(view, "output_views") else [view]
+            outputs.extend(part if isinstance(part, View) else None for part in parts)
+        return outputs
+
+    def plan(self, img: torch.Tensor):
+        outputs = []
+        for view in self.views:
+            if hasattr(view, "output_views"):
+                outputs.extend(part.plan(img) if isinstance(part, View) else part(img) for part in view.output_views())
+            else:
+                outputs.append(view.plan(img) if isinstance(view, View) else view(img))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def finish_batch(self, planned):
+        """The collated output of `plan` (on any device) -> what `forward` would have collated to."""
+        views = self.output_views()
+        items = [planned] if len(views) == 1 else list(planned)
+        finished = [view.apply_batch(item["image"], item["params"]) if view is not None else item for view, item in zip(views, items)]
+        return finished[0] if len(finished) == 1 else finished

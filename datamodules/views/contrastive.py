@@ -286,10 +286,12 @@ class MultiCrop(torch.nn.Module):
         self.global_view, self.local_view = global_view, local_view
         self.num_global, self.num_local = num_global, num_local
 
+    def output_views(self) -> list[View]:
+        """The view behind each output, in output order (see `MultiView.plan`)."""
+        return [self.global_view] * self.num_global + [self.local_view] * self.num_local
+
     def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
-        return [self.global_view(img) for _ in range(self.num_global)] + [
-            self.local_view(img) for _ in range(self.num_local)
-        ]
+        return [view(img) for view in self.output_views()]
 
 
 def multicrop_view(

@@ -118,6 +118,9 @@ class SSLMethod(L.LightningModule):
             parameter names do not change, so checkpoints load with or without it.
         compile_options: keyword arguments of `torch.compile` when `compile` is on, e.g.
             {"mode": "max-autotune"} or {"backend": "eager"}.
+        channels_last: keep conv weights (and so activations) in channels-last memory layout, the
+            fast layout of cuDNN and oneDNN convolutions (WRN-28-2 on 2 CPU cores: 1.1x a step);
+            the same math, float rounding aside. Off: PyTorch's default contiguous layout.
     """
 
     views: dict[str, list] = {"labeled": ["weak"], "unlabeled": []}
@@ -152,6 +155,7 @@ class SSLMethod(L.LightningModule):
         lr_reference_batch: int | None = None,
         compile: bool = False,
         compile_options: Options | None = None,
+        channels_last: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -246,6 +250,10 @@ class SSLMethod(L.LightningModule):
             self.initialise_from(self.hparams.init_from)
             if self.ema is not None:
                 self.ema.module.load_state_dict(self.network.state_dict())
+        if self.hparams.channels_last:
+            # Here rather than in __init__: methods build their heads and teachers after it. The
+            # parameters stay the same objects (only their strides change), before any optimizer exists.
+            self.to(memory_format=torch.channels_last)
 
     def required_streams(self) -> tuple[str, ...]:
         """The streams a training step reads: those `views` asks views of (subclasses with an

@@ -30,7 +30,7 @@ class ConvNormAct(nn.Module):
             self.norm = MeanOnlyBatchNorm(out_channels, momentum=norm_momentum)
         else:
             self.norm = nn.BatchNorm2d(out_channels, momentum=norm_momentum)
-        self.act = nn.LeakyReLU(leaky_slope)
+        self.act = nn.LeakyReLU(leaky_slope, inplace=True)  # the norm's output is not needed by its backward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))

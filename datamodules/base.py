@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from sslzoo.choices import check_choice
 from sslzoo.errors import ConfigError, DataError, ResumeRefused
 
 from .dataset import SSLDataset
@@ -22,7 +24,7 @@ from .predict import check_predict_split, item_names, prediction_source
 from .samplers import ShardedEvalSampler, StreamSampler, steps_for
 from .sources import ImageSource, check_targets
 from .splits import Split, sample_balanced_indices, sample_labeled_indices, targets_fingerprint
-from .views import build_views, check_view_specs
+from .views import MultiView, build_views, check_view_specs
 from .workers import default_num_workers
 
 DEFAULT_VIEWS = {"labeled": ["weak"], "unlabeled": ["weak", "strong"]}
@@ -46,6 +48,9 @@ class Pool:
     labeled_candidates: np.ndarray | None = None
     fixed_labeled: np.ndarray | None = None
     has_unknown_labels: bool = False
+
+
+AugmentOn = Literal["workers", "device"]
 
 
 class SSLDataModule(L.LightningDataModule):
@@ -80,6 +85,13 @@ class SSLDataModule(L.LightningDataModule):
         predict_split: the images `predict` runs on: "test", "val", "labeled",
             "unlabeled" (the unlabeled pool, labels hidden), "train" (the whole pool) or
             the path of a folder of new images (see `predict.py`).
+        augment_on: where the training views' pixel work runs: "workers" (per image, in the
+            DataLoader workers) or "device" (per batch, on the training device, after the
+            transfer). Either way each image's random draws are made by the workers from its
+            own seed, so the two give the same images (uint8 views bit for bit, float views to
+            float rounding) whatever the workers, processes or resumes. "device" feeds a GPU
+            that 8-16 workers cannot keep busy (multi-crop, RandAugment at large batches) and
+            sends uint8 images instead of float32. Evaluation views stay in the workers.
 
     A method with a non-empty `neighbour_table` (`.anchors` [M], `.neighbours`
     [M, K+1], pool indices; SCAN) gets anchor/neighbour pairs in its unlabeled
@@ -105,8 +117,10 @@ class SSLDataModule(L.LightningDataModule):
         unlabeled_views: list | None = None,
         shuffle_seed: int | None = None,
         predict_split: str = "test",
+        augment_on: AugmentOn = "workers",
     ):
         super().__init__()
+        check_choice("augment_on", augment_on, AugmentOn)
         if batch_size <= 0 or unlabeled_ratio < 0 or eval_batch_size <= 0:
             raise ConfigError("batch_size and eval_batch_size must be positive and unlabeled_ratio non-negative")
         if unlabeled_batch_size is not None and unlabeled_batch_size < 0:
@@ -136,6 +150,8 @@ class SSLDataModule(L.LightningDataModule):
         self.unlabeled_views = unlabeled_views
         self.shuffle_seed = shuffle_seed
         self.predict_split = predict_split
+        self.augment_on = augment_on
+        self._device_views: dict[str, MultiView] = {}  # stream -> views finished after the transfer
         self.pool: Pool | None = None
         self._peeked_info: DatasetInfo | None = None
         self._preloaded_pool: Pool | None = None
@@ -418,8 +434,9 @@ class SSLDataModule(L.LightningDataModule):
         rank, world = self._global_rank(), self._world_size()
         views, steps, seed = self.stream_views(), self.steps_in_epoch(world), self._shuffle_seed()
         streams = {}
+        self._device_views = {}
         if views["labeled"]:
-            labeled = SSLDataset(self.pool.train, self.labeled_indices, build_views(views["labeled"], self.info), "y")
+            labeled = SSLDataset(self.pool.train, self.labeled_indices, self._training_transform("labeled", views["labeled"]), "y")
             streams["labeled"] = self._train_loader(
                 labeled, self.batch_size, StreamSampler(len(labeled), steps * self.batch_size, 2 * seed, rank, world)
             )
@@ -431,7 +448,7 @@ class SSLDataModule(L.LightningDataModule):
             )
         if views["unlabeled"]:
             unlabeled = SSLDataset(
-                self.pool.train, self.unlabeled_indices, build_views(views["unlabeled"], self.info), "y_hidden"
+                self.pool.train, self.unlabeled_indices, self._training_transform("unlabeled", views["unlabeled"]), "y_hidden"
             )
             if table is not None:
                 unlabeled = NeighbourPairs(unlabeled, table.anchors, table.neighbours)
@@ -439,6 +456,29 @@ class SSLDataModule(L.LightningDataModule):
             sampler = StreamSampler(len(unlabeled), steps * batch, 2 * seed + 1, rank, world)
             streams["unlabeled"] = self._train_loader(unlabeled, batch, sampler)
         return CombinedLoader(streams, mode="min_size")
+
+    def _training_transform(self, stream: str, specs):
+        """The stream's views, or with `augment_on: device` their per-item half (`MultiView.plan`),
+        the batch half being kept for `on_after_batch_transfer`."""
+        views = build_views(specs, self.info)
+        if self.augment_on != "device":
+            return views
+        self._device_views[stream] = views
+        return views.plan
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With `augment_on: device`, finish the training views of a batch on its device."""
+        trainer = self.trainer
+        if not self._device_views or trainer is None or not trainer.training or not isinstance(batch, dict):
+            return batch
+        for stream, views in self._device_views.items():
+            items = batch.get(stream)
+            if items is None:
+                continue
+            for key in ("x", "neighbour_x"):  # SCAN's pairs carry the neighbour's views too
+                if key in items:
+                    items[key] = views.finish_batch(items[key])
+        return batch
 
     def _eval_loader(self, source: ImageSource, indices, views) -> DataLoader:
         dataset = SSLDataset(source, indices, build_views(views, self.info), "y")

@@ -14,7 +14,7 @@ import tiny
 import sslzoo.methods as methods
 from sslzoo.errors import ConfigError
 from sslzoo.methods import SCAN, SSLMethod, FixMatch, MeanTeacher, SimCLR, SimMatch, Supervised
-from sslzoo.methods.choices import check_choice
+from sslzoo.choices import check_choice
 from sslzoo.methods.clustering_eval import ClusterMethod
 from sslzoo.methods.ranges import BELOW_ONE, POSITIVE, UNIT, check_range
 from sslzoo.nets import BACKBONES, build_backbone

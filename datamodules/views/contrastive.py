@@ -7,6 +7,10 @@ torchvision pipeline they replace (``v2.RandomResizedCrop``, ``v2.RandomApply([v
 ``v2.RandomGrayscale``, ``v2.RandomApply([v2.GaussianBlur])``): same calls on torch's global
 generator, in the same order, with the same parameter ranges, so the augmentation
 distribution is unchanged; only the uint8 rounding between ops is gone.
+
+Every augmentation of these views is a `BatchableOp`, so a view's `plan` draws all its
+parameters per item and `apply_batch` does all the pixel work on a batch (e.g. on the
+accelerator), equal to the per-item view up to float rounding.
 """
 from __future__ import annotations
 
@@ -16,17 +20,32 @@ import math
 import torch
 from torchvision.transforms import v2
 
+from .batched import BatchableOp, split_params
 from .compose import View
 from .geometry import RandomHorizontalFlip, RandomResizedCropFloat
+from .normalize import _float32_values
 
-# torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma, with 0.2989 for red).
-_GRAY = torch.tensor([[0.2989, 0.587, 0.114]])
-# Rows give g - b, b - r, r - g: the hue numerator when the max channel is r, g or b ...
-_HUE_DIFFS = torch.tensor([[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]])
-# ... and six times the hue is then base + numerator / chroma.
-_HUE_BASE = torch.tensor([0.0, 2.0, 4.0]).view(3, 1, 1)
-# n in the HSV -> RGB formula channel = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + 6 H) mod 6.
-_HUE_N = torch.tensor([5.0, 3.0, 1.0]).view(3, 1, 1)
+_CONSTANTS = {
+    # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma, with 0.2989 for red).
+    "gray": torch.tensor([[0.2989, 0.587, 0.114]]),
+    # Rows give g - b, b - r, r - g: the hue numerator when the max channel is r, g or b ...
+    "hue_diffs": torch.tensor([[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]]),
+    # ... and six times the hue is then base + numerator / chroma.
+    "hue_base": torch.tensor([0.0, 2.0, 4.0]).view(3, 1, 1),
+    # n in the HSV -> RGB formula channel = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + 6 H) mod 6.
+    "hue_n": torch.tensor([5.0, 3.0, 1.0]).view(3, 1, 1),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(name: str, device: torch.device) -> torch.Tensor:
+    """The float32 constant `name` of `_CONSTANTS` on `device`, copied once per device."""
+    return _CONSTANTS[name].to(device)
+
+
+def _per_image(column: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:
+    """An (N,) column of a batch's parameters as (N, 1, 1, 1) on the images' device, to broadcast over them."""
+    return column.to(imgs.device).view(-1, *(1,) * (imgs.dim() - 1))
 
 
 def _float32(p: float) -> float:
@@ -35,8 +54,9 @@ def _float32(p: float) -> float:
     return float(torch.tensor(p, dtype=torch.float32))
 
 
-def _mix_channels(weights: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
-    """(K, C) weights applied along the channel axis: (..., C, H, W) -> (..., K, H, W)."""
+def _mix_channels(name: str, img: torch.Tensor) -> torch.Tensor:
+    """(K, C) weights `_CONSTANTS[name]` applied along the channel axis: (..., C, H, W) -> (..., K, H, W)."""
+    weights = _constant(name, img.device)
     if img.dim() == 3:  # the common case, one mm
         return torch.mm(weights, img.reshape(img.shape[0], -1)).view(-1, *img.shape[-2:])
     return torch.matmul(weights, img.flatten(-2)).unflatten(-1, img.shape[-2:])
@@ -44,29 +64,32 @@ def _mix_channels(weights: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_gray(img: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) float -> (..., 1, H, W) luma 0.2989 R + 0.587 G + 0.114 B (torchvision's weights)."""
-    return _mix_channels(_GRAY, img)
+    return _mix_channels("gray", img)
 
 
-def adjust_brightness(img: torch.Tensor, factor: float) -> torch.Tensor:
+# The colour ops take a float `factor`, or for an (N, C, H, W) batch an (N, 1, 1, 1) float32 tensor (one per image).
+
+
+def adjust_brightness(img: torch.Tensor, factor) -> torch.Tensor:
     """``clamp(factor * img, 0, 1)`` for float images in [0, 1] (torchvision's definition)."""
     return img.mul(factor).clamp_(0.0, 1.0)
 
 
-def adjust_contrast(img: torch.Tensor, factor: float) -> torch.Tensor:
+def adjust_contrast(img: torch.Tensor, factor) -> torch.Tensor:
     """Blend with the mean of the greyscale image: ``clamp(mean + factor * (img - mean), 0, 1)``."""
     gray = rgb_to_gray(img) if img.shape[-3] == 3 else img
     mean = gray.mean(dim=(-3, -2, -1), keepdim=True)
     return torch.lerp(mean, img, factor).clamp_(0.0, 1.0)
 
 
-def adjust_saturation(img: torch.Tensor, factor: float) -> torch.Tensor:
+def adjust_saturation(img: torch.Tensor, factor) -> torch.Tensor:
     """Blend with the greyscale image: ``clamp(gray + factor * (img - gray), 0, 1)``; 1-channel images are returned as is."""
     if img.shape[-3] == 1:
         return img
     return torch.lerp(rgb_to_gray(img), img, factor).clamp_(0.0, 1.0)
 
 
-def adjust_hue(img: torch.Tensor, factor: float) -> torch.Tensor:
+def adjust_hue(img: torch.Tensor, factor) -> torch.Tensor:
     """Rotate the HSV hue by `factor` turns (in [-0.5, 0.5]) of a float RGB image in [0, 1].
 
     Exact HSV arithmetic without materialising H, S and V: a hue shift keeps each pixel's
@@ -79,25 +102,29 @@ def adjust_hue(img: torch.Tensor, factor: float) -> torch.Tensor:
         return img
     maxc, argmax = img.max(dim=-3, keepdim=True)  # ties: any max channel gives the same hue
     chroma = maxc - img.amin(dim=-3, keepdim=True)
-    numerators = _mix_channels(_HUE_DIFFS, img)
+    numerators = _mix_channels("hue_diffs", img)
     # Grey pixels (C = 0) have numerator 0 and come out as V whatever their hue.
-    shifted_hue6 = torch.addcdiv(_HUE_BASE + 6.0 * factor, numerators, chroma.clamp_min(1e-20)).gather(-3, argmax)
-    k = (shifted_hue6 + _HUE_N).remainder_(6.0)
+    base = _constant("hue_base", img.device) + 6.0 * factor
+    shifted_hue6 = torch.addcdiv(base, numerators, chroma.clamp_min(1e-20)).gather(-3, argmax)
+    k = (shifted_hue6 + _constant("hue_n", img.device)).remainder_(6.0)
     return torch.addcmul(maxc, chroma, torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0), value=-1.0)
 
 
 _JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)  # torchvision's fn_idx order
 
 
-class ColorJitter(torch.nn.Module):
+class ColorJitter(BatchableOp):
     """torchvision's ``v2.ColorJitter`` for float images in [0, 1], with fewer and cheaper ops.
 
     Takes the same arguments and validates them with torchvision's own checks, so the factor
     ranges are identical: brightness/contrast/saturation uniform in [max(0, 1 - x), 1 + x], hue
     uniform in [-x, x]. Draws like torchvision (``torch.randperm(4)`` for the order, then one
     ``uniform_`` per enabled factor in the order b, c, s, h) and applies the enabled ops in that
-    random order, each clamping to [0, 1]. Does not modify its input.
+    random order, each clamping to [0, 1]. Does not modify its input. A batch runs four rounds;
+    in each, every enabled op is applied to the images whose order puts it there.
     """
+
+    param_count = 8  # the order (a permutation of 0..3), then the four factors (0 for a disabled op)
 
     def __init__(self, brightness=None, contrast=None, saturation=None, hue=None):
         super().__init__()
@@ -105,84 +132,154 @@ class ColorJitter(torch.nn.Module):
         self.brightness, self.contrast = reference.brightness, reference.contrast
         self.saturation, self.hue = reference.saturation, reference.hue
 
-    @staticmethod
-    def _draw(bounds):
-        return None if bounds is None else float(torch.empty(1).uniform_(bounds[0], bounds[1]).item())
+    @property
+    def _enabled(self) -> list[int]:
+        """Indices into `_JITTER_OPS` of the ops with a factor range."""
+        bounds = (self.brightness, self.contrast, self.saturation, self.hue)
+        return [i for i, b in enumerate(bounds) if b is not None]
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        order = torch.randperm(4).tolist()
-        factors = [self._draw(self.brightness), self._draw(self.contrast), self._draw(self.saturation), self._draw(self.hue)]
-        for i in order:
-            if factors[i] is not None:
-                img = _JITTER_OPS[i](img, factors[i])
+    @staticmethod
+    def _uniform(bounds) -> float:
+        return 0.0 if bounds is None else float(torch.empty(1).uniform_(bounds[0], bounds[1]).item())
+
+    def draw(self, shape: tuple[int, ...]) -> tuple[float, ...]:
+        order = [float(i) for i in torch.randperm(4).tolist()]
+        return (*order, *(self._uniform(b) for b in (self.brightness, self.contrast, self.saturation, self.hue)))
+
+    def apply(self, img: torch.Tensor, params) -> torch.Tensor:
+        enabled = self._enabled
+        for i in (int(v) for v in params[:4]):
+            if i in enabled:
+                img = _JITTER_OPS[i](img, float(params[4 + i]))
         return img
+
+    def apply_batch(self, imgs: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        order, factors = params[:, :4], params[:, 4:].float()
+        for position in range(4):
+            for i in self._enabled:
+                chosen = _per_image(order[:, position] == i, imgs)
+                imgs = torch.where(chosen, _JITTER_OPS[i](imgs, _per_image(factors[:, i], imgs)), imgs)
+        return imgs
 
     def extra_repr(self) -> str:
         return f"brightness={self.brightness}, contrast={self.contrast}, saturation={self.saturation}, hue={self.hue}"
 
 
-class RandomApply(torch.nn.Module):
-    """``v2.RandomApply``: one ``torch.rand(1)``; the transforms run in order iff it is below `p`."""
+class RandomApply(BatchableOp):
+    """``v2.RandomApply``: one ``torch.rand(1)``; the transforms run in order iff it is below `p`.
+
+    Batchable when its transforms are shape-keeping `BatchableOp`s: the parameters are the
+    applied flag then the transforms' own, drawn (as per item) only when applied and zero
+    otherwise; a batch runs the transforms on every image and keeps the applied ones.
+    """
 
     def __init__(self, transforms, p: float = 0.5):
         super().__init__()
         self.transforms = torch.nn.ModuleList(transforms)
         self.p = p
         self._threshold = _float32(p)
+        self.param_count = 1 + sum(getattr(t, "param_count", 0) for t in self.transforms)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
+    def _batchable_transforms(self) -> list[BatchableOp]:
+        ops = list(self.transforms)
+        plain = [type(op).__name__ for op in ops if not isinstance(op, BatchableOp)]
+        if plain:
+            raise TypeError(f"RandomApply can split only BatchableOps into draws and pixels, not {', '.join(plain)}")
+        return ops
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:  # any transforms; draws as `draw` does
         if float(torch.rand(1)) >= self._threshold:
             return img
         for transform in self.transforms:
             img = transform(img)
         return img
 
+    def draw(self, shape: tuple[int, ...]) -> tuple[float, ...]:
+        ops = self._batchable_transforms()
+        if float(torch.rand(1)) >= self._threshold:
+            return (0.0,) * self.param_count
+        params = [1.0]
+        for op in ops:
+            params.extend(op.draw(shape))
+            shape = op.out_shape(shape)
+        return tuple(params)
+
+    def apply(self, img: torch.Tensor, params) -> torch.Tensor:
+        if not params[0]:
+            return img
+        start = 1
+        for op in self._batchable_transforms():
+            img = op.apply(img, params[start : start + op.param_count])
+            start += op.param_count
+        return img
+
+    def apply_batch(self, imgs: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        ops = self._batchable_transforms()
+        out = imgs
+        for op, op_params in zip(ops, split_params(params[:, 1:], ops)):
+            out = op.apply_batch(out, op_params)
+        return torch.where(_per_image(params[:, 0].bool(), imgs), out, imgs)
+
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
-class RandomGrayscale(torch.nn.Module):
+class RandomGrayscale(BatchableOp):
     """``v2.RandomGrayscale`` for float images: w.p. `p` (one ``torch.rand(1)``) every channel becomes the luma."""
+
+    param_count = 1  # 1.0: grey
 
     def __init__(self, p: float = 0.1):
         super().__init__()
         self.p = p
         self._threshold = _float32(p)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        if float(torch.rand(1)) >= self._threshold:
+    def draw(self, shape: tuple[int, ...]) -> tuple[float]:
+        return (float(float(torch.rand(1)) < self._threshold),)
+
+    def apply(self, img: torch.Tensor, params) -> torch.Tensor:
+        if not params[0]:
             return img
         if img.shape[-3] == 1:
             return img.clone()
         return rgb_to_gray(img).expand_as(img)
 
+    def apply_batch(self, imgs: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        if imgs.shape[-3] == 1:
+            return imgs
+        return torch.where(_per_image(params[:, 0].bool(), imgs), rgb_to_gray(imgs), imgs)
 
-def _gaussian_kernel1d(size: int, sigma: float) -> torch.Tensor:
-    # torchvision's kernel: exp(-i^2 / (2 sigma^2)) over integer offsets i, normalised.
+
+def _gaussian_kernel1d(size: int, sigma, device: torch.device) -> torch.Tensor:
+    """torchvision's kernel exp(-i^2 / (2 sigma^2)) over integer offsets i, normalised: (size,)
+    for a float `sigma`, (N, size) for (N,) float32 sigmas."""
     lim = (size - 1) / (2.0 * math.sqrt(2.0))
-    return torch.softmax(torch.linspace(-lim, lim, steps=size).div(sigma).pow(2).neg(), dim=0)
+    offsets = torch.linspace(-lim, lim, steps=size, device=device)
+    return torch.softmax(offsets.div(sigma[:, None] if isinstance(sigma, torch.Tensor) else sigma).pow(2).neg(), dim=-1)
 
 
 @functools.lru_cache(maxsize=64)
-def _blur_taps(size: int, kernel_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(output, input, tap) index triples of a 1-D convolution with reflect padding on `size` pixels."""
+def _blur_taps(size: int, kernel_size: int, device: torch.device) -> torch.Tensor:
+    """(kernel_size, size * size) 0/1 map of a 1-D convolution with reflect padding on `size`
+    pixels: entry (t, i * size + j) is 1 where tap t of output i reads input j."""
     if kernel_size // 2 >= size:
         raise ValueError(f"reflect padding by {kernel_size // 2} needs more than {size} pixels")
     out = torch.arange(size).repeat_interleave(kernel_size)
     taps = torch.arange(kernel_size).repeat(size)
     src = (out + taps - kernel_size // 2).abs()
     src = torch.where(src >= size, 2 * (size - 1) - src, src)
-    return out, src, taps
+    return torch.zeros(kernel_size, size * size).index_put_((taps, out * size + src), torch.tensor(1.0)).to(device)
 
 
 def _blur_matrix(size: int, kernel: torch.Tensor) -> torch.Tensor:
-    """(size, size) matrix of the 1-D blur with reflect padding: entry (i, j) sums the taps that reach j from i."""
-    out, src, taps = _blur_taps(size, kernel.numel())
-    return torch.zeros(size, size).index_put_((out, src), kernel[taps], accumulate=True)
+    """(..., size, size) matrices of the 1-D blurs by (..., k) kernels with reflect padding:
+    entry (i, j) sums the taps that reach j from i."""
+    return torch.matmul(kernel, _blur_taps(size, kernel.shape[-1], kernel.device)).unflatten(-1, (size, size))
 
 
-def gaussian_blur(img: torch.Tensor, kernel_size: tuple[int, int], sigma: float) -> torch.Tensor:
-    """torchvision's ``gaussian_blur`` of a float (..., C, H, W) image with an isotropic sigma.
+def gaussian_blur(img: torch.Tensor, kernel_size: tuple[int, int], sigma) -> torch.Tensor:
+    """torchvision's ``gaussian_blur`` of a float (..., C, H, W) image with an isotropic sigma
+    (a float, or (N,) float32 sigmas, one per image of an (N, C, H, W) batch).
 
     Reflect padding by half the kernel and the 2-D Gaussian (the outer product of two 1-D
     ones) are both separable, so the blur is ``rows @ img @ cols^T`` with per-axis matrices
@@ -192,42 +289,61 @@ def gaussian_blur(img: torch.Tensor, kernel_size: tuple[int, int], sigma: float)
     """
     kx, ky = kernel_size
     h, w = img.shape[-2:]
-    rows = _blur_matrix(h, _gaussian_kernel1d(ky, sigma))
-    cols = _blur_matrix(w, _gaussian_kernel1d(kx, sigma))
-    return torch.matmul(rows, img).matmul(cols.T)
+    rows = _blur_matrix(h, _gaussian_kernel1d(ky, sigma, img.device))
+    cols = _blur_matrix(w, _gaussian_kernel1d(kx, sigma, img.device))
+    if isinstance(sigma, torch.Tensor):  # (N, size, size): the same blur for every channel of an image
+        rows, cols = rows[:, None], cols[:, None]
+    return torch.matmul(rows, img).matmul(cols.transpose(-1, -2))
 
 
-class GaussianBlur(torch.nn.Module):
+class GaussianBlur(BatchableOp):
     """``v2.GaussianBlur(kernel_size, sigma)`` for float images: same arguments (checked by
     torchvision), same draw (one ``uniform_`` for sigma), separable `gaussian_blur`."""
+
+    param_count = 1  # sigma
 
     def __init__(self, kernel_size, sigma=(0.1, 2.0)):
         super().__init__()
         reference = v2.GaussianBlur(kernel_size, sigma)
         self.kernel_size, self.sigma = tuple(reference.kernel_size), tuple(reference.sigma)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        sigma = torch.empty(1).uniform_(self.sigma[0], self.sigma[1]).item()
-        return gaussian_blur(img, self.kernel_size, sigma)
+    def draw(self, shape: tuple[int, ...]) -> tuple[float]:
+        return (torch.empty(1).uniform_(self.sigma[0], self.sigma[1]).item(),)
+
+    def apply(self, img: torch.Tensor, params) -> torch.Tensor:
+        return gaussian_blur(img, self.kernel_size, float(params[0]))
+
+    def apply_batch(self, imgs: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        sigma = params[:, 0].to(imgs.device, torch.float32)
+        # Sigma 0 is RandomApply's placeholder for a blur it does not apply: any valid sigma will do.
+        return gaussian_blur(imgs, self.kernel_size, torch.where(sigma > 0, sigma, 1.0))
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, sigma={self.sigma}"
 
 
+@functools.lru_cache(maxsize=64)
+def _unit_scale_and_shift(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 / std, -mean / std) as float32 (C, 1, 1), computed on the CPU and copied to `device`."""
+    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    return (1.0 / std_t).to(device), (-mean_t / std_t).to(device)
+
+
 class UnitNormalize(torch.nn.Module):
-    """float32 (C, H, W) in [0, 1] -> standardised per channel: the float counterpart of `Normalize`."""
+    """float32 (C, H, W) or (N, C, H, W) in [0, 1] -> standardised per channel, on the image's
+    device: the float counterpart of `Normalize`."""
 
     def __init__(self, mean, std):
         super().__init__()
-        std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
-        mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.scale = 1.0 / std
-        self.shift = -mean / std
+        self.mean, self.std = _float32_values(mean), _float32_values(std)
+        self.scale, self.shift = _unit_scale_and_shift(self.mean, self.std, torch.device("cpu"))
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if not img.is_floating_point():
             raise TypeError(f"UnitNormalize expects float images in [0, 1], got {img.dtype}")
-        return torch.addcmul(self.shift, img, self.scale)
+        scale, shift = _unit_scale_and_shift(self.mean, self.std, img.device)
+        return torch.addcmul(shift, img, scale)
 
 
 class FloatView(View):

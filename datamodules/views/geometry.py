@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
+from .batched import BatchableOp
+
 # Largest table of cached flat indices RandomTranslate keeps per image shape, in elements
 # (int64, so 8 MiB): every (dy, dx) of a 3x32x32 image with pad 4 takes 81 * 3072.
 _TRANSLATE_TABLE_LIMIT = 1 << 20
@@ -37,18 +39,21 @@ def _shifted_flat(shape: tuple[int, ...], dy: int, dx: int) -> torch.Tensor:
 PADDINGS = ("reflect", "zero")
 
 
-class RandomTranslate(torch.nn.Module):
+class RandomTranslate(BatchableOp):
     """FixMatch's `augment_shift`: reflect-pad by `fraction` of the size, then random crop.
 
     Draws dy then dx, each ``torch.randint(-pad, pad + 1, ())``, and returns
     ``reflect_pad(img)[..., pad + dy : pad + dy + H, pad + dx : pad + dx + W]`` without
     building the full padded copy. Small images (a 3x32x32 CIFAR image: 81 shifts) use one
     ``torch.take`` with a cached flat index per shift; larger ones (which must be (C, H, W)
-    or (N, C, H, W)) reflect-pad only the sides the shift exposes.
+    or (N, C, H, W)) reflect-pad only the sides the shift exposes. A batch gathers every
+    image through its own (dy, dx) index map.
 
     `padding="zero"` fills the exposed border with 0 (black, before normalisation), as
     torchvision's ``RandomCrop(32, padding=2)`` does in Mean Teacher / LC-MT's code.
     """
+
+    param_count = 2  # dy, dx
 
     def __init__(self, fraction: float = 0.125, padding: str = "reflect"):
         super().__init__()
@@ -57,12 +62,21 @@ class RandomTranslate(torch.nn.Module):
         self.fraction = fraction
         self.padding = padding
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        shape = tuple(img.shape)
+    def _pads(self, shape: tuple[int, ...]) -> tuple[int, int]:
         h, w = shape[-2:]
-        pad_h, pad_w = round(self.fraction * h), round(self.fraction * w)
+        return round(self.fraction * h), round(self.fraction * w)
+
+    def draw(self, shape: tuple[int, ...]) -> tuple[float, float]:
+        pad_h, pad_w = self._pads(shape)
         dy = int(torch.randint(-pad_h, pad_h + 1, ()))
         dx = int(torch.randint(-pad_w, pad_w + 1, ()))
+        return float(dy), float(dx)
+
+    def apply(self, img: torch.Tensor, params) -> torch.Tensor:
+        dy, dx = (int(v) for v in params)
+        shape = tuple(img.shape)
+        h, w = shape[-2:]
+        pad_h, pad_w = self._pads(shape)
         if self.padding == "zero":
             kept = img[..., max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
             return F.pad(kept, (max(0, -dx), max(0, dx), max(0, -dy), max(0, dy)), mode="constant", value=0)
@@ -73,27 +87,83 @@ class RandomTranslate(torch.nn.Module):
         kept = img[..., max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
         return F.pad(kept, (max(0, -dx), max(0, dx), max(0, -dy), max(0, dy)), mode="reflect")
 
+    def apply_batch(self, imgs: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        n, (h, w) = imgs.shape[0], imgs.shape[-2:]
+        shifts = params.to(imgs.device, torch.long)
+        rows = torch.arange(h, device=imgs.device) + shifts[:, :1]  # (N, H) source rows
+        cols = torch.arange(w, device=imgs.device) + shifts[:, 1:]  # (N, W) source columns
+        if self.padding == "reflect":
+            rows, cols = _reflect(rows, h), _reflect(cols, w)
+        else:
+            inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+            rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
+        source = (rows[:, :, None] * w + cols[:, None, :]).view(n, 1, h * w)
+        out = imgs.reshape(n, -1, h * w).take_along_dim(source, dim=2)
+        if self.padding == "zero":
+            out.masked_fill_(~inside.view(n, 1, h * w), 0)
+        return out.view(imgs.shape)
 
-class RandomHorizontalFlip(torch.nn.Module):
+
+class RandomHorizontalFlip(BatchableOp):
+    """Flip the last axis with probability `p` (one ``torch.rand(())`` per image); any dtype and shape."""
+
+    param_count = 1  # 1.0: flip
+
     def __init__(self, p: float = 0.5):
         super().__init__()
         self.p = p
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return img.flip(-1) if float(torch.rand(())) < self.p else img
+    def draw(self, shape: tuple[int, ...]) -> tuple[float]:
+        return (float(float(torch.rand(())) < self.p),)
+
+    def apply(self, img: torch.Tensor, params) -> torch.Tensor:
+        return img.flip(-1) if params[0] else img
+
+    def apply_batch(self, imgs: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        flip = params[:, 0].to(imgs.device).bool().view(-1, *(1,) * (imgs.dim() - 1))
+        return torch.where(flip, imgs.flip(-1), imgs)
 
 
 # Resizes whose input and output sides are all at most this are done as two small matmuls.
 _MATMUL_RESIZE_MAX_SIDE = 64
 
 
+def _window_resize_weights(starts: torch.Tensor, lengths: torch.Tensor, out_size: int, in_size: int) -> torch.Tensor:
+    """(N, out_size, in_size) float64 weights of torch's antialiased bilinear resize (its
+    ``_compute_weights_aa``, in double) of each window ``[start, start + length)`` of an axis of
+    `in_size` pixels to `out_size` pixels, zero outside the window; `starts`, `lengths`: (N,)."""
+    kwargs = {"dtype": torch.float64, "device": starts.device}
+    starts, lengths = starts.to(**kwargs).view(-1, 1, 1), lengths.to(**kwargs).view(-1, 1, 1)
+    scale = lengths / out_size
+    downscale = scale >= 1.0
+    support = torch.where(downscale, scale, 1.0)  # the bilinear filter's half-width 1, stretched when shrinking
+    inv_scale = torch.where(downscale, 1.0 / scale, 1.0)
+    centers = scale * (torch.arange(out_size, **kwargs).view(1, -1, 1) + 0.5)
+    first = (centers - support + 0.5).trunc().clamp_min_(0.0)
+    end = torch.minimum((centers + support + 0.5).trunc(), lengths)
+    offsets = torch.arange(in_size, **kwargs).view(1, 1, -1) - starts  # source pixel - window start
+    weights = (1.0 - ((offsets - centers + 0.5) * inv_scale).abs()).clamp_min_(0.0)
+    weights = torch.where((offsets >= first) & (offsets < end), weights, 0.0)
+    total = weights.sum(-1, keepdim=True)
+    return weights / total.masked_fill_(total == 0, 1.0)  # an empty window (length 0) stays zero, as in torch
+
+
 @functools.lru_cache(maxsize=1024)
 def _resize_matrix(in_size: int, out_size: int, scale: float = 1.0, transpose: bool = False) -> torch.Tensor:
     """(out_size, in_size) weights of torch's antialiased bilinear resize along one axis, times `scale`."""
-    eye = torch.eye(in_size, dtype=torch.float64)[None, None]
-    weights = F.interpolate(eye, size=(out_size, in_size), mode="bilinear", align_corners=False, antialias=True)[0, 0]
-    weights = weights * scale
+    weights = _window_resize_weights(torch.zeros(1), torch.full((1,), float(in_size)), out_size, in_size)[0] * scale
     return (weights.T if transpose else weights).to(torch.float32).contiguous()
+
+
+def resize_boxes_to_unit_float(imgs: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`resize_to_unit_float` of each image of an (N, C, H, W) batch cropped to its own box
+    (top, left, height, width) of the (N, 4) `boxes`: two batched matmuls with per-image
+    (out_h, H) row and (out_w, W) column weights that are zero outside the box."""
+    boxes = boxes.to(imgs.device, torch.float64)
+    (h, w), (out_h, out_w) = imgs.shape[-2:], size
+    rows = _window_resize_weights(boxes[:, 0], boxes[:, 2], out_h, h).mul_(1 / 255).float()
+    cols_t = _window_resize_weights(boxes[:, 1], boxes[:, 3], out_w, w).float().transpose(1, 2)
+    return torch.matmul(rows[:, None], imgs.float()).matmul(cols_t[:, None])
 
 
 def resize_to_unit_float(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -116,7 +186,7 @@ def resize_to_unit_float(img: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     return out.mul_(1 / 255).reshape(*img.shape[:-2], out_h, out_w)
 
 
-class RandomResizedCropFloat(torch.nn.Module):
+class RandomResizedCropFloat(BatchableOp):
     """torchvision's ``v2.RandomResizedCrop(size, scale, ratio, antialias=True)`` that returns
     float32 in [0, 1] instead of uint8.
 
@@ -125,7 +195,10 @@ class RandomResizedCropFloat(torch.nn.Module):
     the central fallback), so the crop distribution is unchanged. The crop is resized
     bilinearly with antialiasing in float (small images as two cached-weight matmuls), which
     matches torchvision's float resize up to float rounding and skips its uint8 rounding.
+    A batch (of one image size) is resized through per-image weights that select each box.
     """
+
+    param_count = 4  # top, left, height, width
 
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0)):
         super().__init__()
@@ -155,9 +228,18 @@ class RandomResizedCropFloat(torch.nn.Module):
             h, w = height, width
         return (height - h) // 2, (width - w) // 2, h, w
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        top, left, h, w = self.get_params(*img.shape[-2:])
+    def draw(self, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
+        return tuple(float(v) for v in self.get_params(*shape[-2:]))
+
+    def apply(self, img: torch.Tensor, params) -> torch.Tensor:
+        top, left, h, w = (int(v) for v in params)
         return resize_to_unit_float(img[..., top : top + h, left : left + w], self.size)
+
+    def apply_batch(self, imgs: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return resize_boxes_to_unit_float(imgs, params, self.size)
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (*shape[:-2], *self.size)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, scale={self.scale}, ratio={self.ratio}"

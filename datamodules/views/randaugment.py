@@ -9,6 +9,11 @@ torchvision functional ops, which cost 10-240 us each on a 32 x 32 image.
 Randomness comes only from torch's RNG, so DataLoader worker seeding makes a
 run reproducible. Unlike kekmodel, the geometric ops fill uncovered pixels with
 ``fill`` (128; google-research/fixmatch's transparent fill ends as 127.5 grey) instead of black.
+
+`FixMatchRandAugment` is a `BatchableOp`: its policy is drawn per image and `apply_batch` runs each
+op on the (N, C, H, W) images that drew it (`apply_op_batch`), on their device, pixel for pixel
+equal to `apply_op`. The batched ops use integer arithmetic or elementwise float ops only (no
+matmul, which an accelerator may run in reduced precision such as TF32).
 """
 from __future__ import annotations
 
@@ -18,11 +23,14 @@ import math
 import torch
 from torch import Tensor
 
+from .batched import BatchableOp
+
 # --- PIL's pointwise and blending ops -------------------------------------------------
 
 # ITU-R 601-2 luma in PIL's 16-bit fixed point (Convert.c: L = (19595 R + 38470 G + 7471 B
 # + 2**15) >> 16). Every partial sum stays below 2**24, so float32 computes it exactly.
-_LUMA_WEIGHTS = torch.tensor([[19595.0, 38470.0, 7471.0]])
+_LUMA = (19595, 38470, 7471)
+_LUMA_WEIGHTS = torch.tensor([_LUMA], dtype=torch.float32)
 _LUMA_ROUNDING = torch.tensor(32768.0)
 
 
@@ -35,11 +43,22 @@ def _gray(x: Tensor) -> Tensor:
     return luma.mul_(1.0 / 65536.0).floor_().view(1, h, w)
 
 
-def _blend(degenerate: Tensor | float, x: Tensor, factor: float) -> Tensor:
+def _gray_batch(imgs: Tensor) -> Tensor:
+    """`_gray` of uint8 (N, C, H, W) images as float (N, 1, H, W), in exact int32 arithmetic."""
+    if imgs.shape[1] == 1:
+        return imgs.float()
+    r, g, b = imgs.to(torch.int32).unbind(1)
+    luma = (r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2] + 32768) >> 16
+    return luma.unsqueeze(1).float()
+
+
+def _blend(degenerate: Tensor | float, x: Tensor, factor: float | Tensor) -> Tensor:
     """PIL ``Image.blend(degenerate, img, factor)`` on float images: ``degenerate + factor *
-    (img - degenerate)`` in float32, clipped and truncated to uint8 (Pillow's ImagingBlend)."""
+    (img - degenerate)`` in float32, clipped and truncated to uint8 (Pillow's ImagingBlend).
+    A tensor `factor` (one per image, float32) is always clipped: for factors in [0, 1] the
+    rounded blend lies between `degenerate` and `img`, so there the clip changes nothing."""
     out = (x - degenerate).mul_(factor).add_(degenerate)
-    if not 0.0 <= factor <= 1.0:
+    if isinstance(factor, Tensor) or not 0.0 <= factor <= 1.0:
         out.clamp_(0.0, 255.0)
     return out.to(torch.uint8)
 
@@ -94,6 +113,24 @@ def contrast(img: Tensor, factor: float) -> Tensor:
     return _blend(float(mean), x, factor)
 
 
+def _per_image(values: Tensor) -> Tensor:
+    """(N,) values as (N, 1, 1, 1), to broadcast over (N, C, H, W) images."""
+    return values.view(-1, 1, 1, 1)
+
+
+def _color_batch(imgs: Tensor, factors: Tensor) -> Tensor:
+    if imgs.shape[1] == 1:
+        return imgs
+    return _blend(_gray_batch(imgs), imgs.float(), _per_image(factors))
+
+
+def _contrast_batch(imgs: Tensor, factors: Tensor) -> Tensor:
+    gray = _gray_batch(imgs)
+    # The same float64 sum, division and rounding as `contrast`, per image.
+    mean = gray.sum(dim=(1, 2, 3), dtype=torch.float64).div_(gray[0].numel()).add_(0.5).floor_()
+    return _blend(_per_image(mean.float()), imgs.float(), _per_image(factors))
+
+
 @functools.lru_cache(maxsize=16)
 def _smooth_operators(height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
     """``ImageFilter.SMOOTH`` as (13 * smoothed) = rows @ img @ cols + weights * img.
@@ -127,41 +164,85 @@ def sharpness(img: Tensor, factor: float) -> Tensor:
     return _blend(smoothed, x, factor)
 
 
-def autocontrast(img: Tensor) -> Tensor:
-    """``ImageOps.autocontrast`` (no cutoff): stretch each channel's [min, max] to [0, 255]."""
-    c = img.shape[0]
-    lo, hi = (t.tolist() for t in img.reshape(c, -1).aminmax(dim=1))
+def _sharpness_batch(imgs: Tensor, factors: Tensor) -> Tensor:
+    """`sharpness` of (N, C, H, W) images with the 3x3 sums as shifted adds (exact integers)."""
+    h, w = imgs.shape[-2:]
+    if h < 3 or w < 3:
+        return imgs
+    x = imgs.float()
+    rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    smoothed = x.clone()  # PIL copies the border unfiltered
+    smoothed[..., 1:-1, 1:-1] = box.add_(x[..., 1:-1, 1:-1], alpha=4.0).add_(6.0).div_(13.0).floor_()
+    return _blend(smoothed, x, _per_image(factors))
+
+
+def _autocontrast_planes(planes: Tensor) -> Tensor:
+    """``ImageOps.autocontrast`` (no cutoff) of each row of a uint8 (P, L) tensor (one channel a row)."""
+    lo, hi = (t.double() for t in planes.aminmax(dim=1))
+    stretched = hi > lo
     # PIL's table is int(v * scale + offset) in double precision; exact integer or
     # float32 arithmetic differ from it by one level for 18% / 25% of the (lo, hi) pairs.
-    scale = [255.0 / (h - l) if h > l else 1.0 for l, h in zip(lo, hi)]
-    offset = [-l * s if h > l else 0.0 for l, h, s in zip(lo, hi, scale)]
-    params = torch.tensor([scale, offset], dtype=torch.float64).view(2, c, 1, 1)
+    scale = torch.where(stretched, 255.0 / (hi - lo), 1.0)
+    offset = torch.where(stretched, -lo * scale, 0.0)
     # Results lie in [-1e-13, 255 + 1e-13], so truncating to uint8 needs no clamp.
-    return img.double().mul_(params[0]).add_(params[1]).to(torch.uint8)
+    return planes.double().mul_(scale[:, None]).add_(offset[:, None]).to(torch.uint8)
 
 
-@functools.lru_cache(maxsize=8)
-def _channel_offsets(channels: int) -> Tensor:
-    return torch.arange(0, 256 * channels, 256).view(channels, 1)
+def autocontrast(img: Tensor) -> Tensor:
+    """``ImageOps.autocontrast`` (no cutoff): stretch each channel's [min, max] to [0, 255]."""
+    return _autocontrast_planes(img.reshape(img.shape[0], -1)).view_as(img)
+
+
+def _autocontrast_batch(imgs: Tensor) -> Tensor:
+    return _autocontrast_planes(imgs.reshape(imgs.shape[0] * imgs.shape[1], -1)).view_as(imgs)
+
+
+def _equalize_planes(planes: Tensor) -> Tensor:
+    """``ImageOps.equalize`` of each row of a uint8 (P, L) tensor, with PIL's integer arithmetic:
+    one histogram per row from a single bincount of value + 256 * row."""
+    p = planes.shape[0]
+    keyed = planes.long() + torch.arange(0, 256 * p, 256, device=planes.device).view(p, 1)
+    hist = torch.bincount(keyed.view(-1), minlength=256 * p).view(p, 256)
+    below = hist.cumsum(1).sub_(hist)  # number of pixels below each value
+    # step = (pixels - pixels at the top value) // 255; a zero step keeps the channel.
+    steps = below.view(-1).take(keyed.amax(dim=1)).div_(255, rounding_mode="floor").view(p, 1)
+    table = below.add_(steps // 2).div_(steps.clamp(min=1), rounding_mode="floor").clamp_(max=255)
+    table = torch.where(steps == 0, torch.arange(256, device=planes.device), table)
+    return table.view(-1).take(keyed).to(torch.uint8)
 
 
 def equalize(img: Tensor) -> Tensor:
     """``ImageOps.equalize``, per channel, with PIL's integer arithmetic."""
-    c = img.shape[0]
-    keyed = img.reshape(c, -1).long() + _channel_offsets(c)  # value + 256 * channel
-    hist = torch.bincount(keyed.reshape(-1), minlength=256 * c).view(c, 256)
-    below = hist.cumsum(1).sub_(hist)  # number of pixels below each value
-    # step = (pixels - pixels at the top value) // 255; a zero step keeps the channel.
-    steps = [n // 255 for n in below.view(-1).take(keyed.amax(dim=1)).tolist()]
-    params = torch.tensor([[s // 2 for s in steps], [max(s, 1) for s in steps]]).view(2, c, 1)
-    table = below.add_(params[0]).div_(params[1], rounding_mode="floor").clamp_(max=255)
-    for channel, step in enumerate(steps):
-        if step == 0:
-            table[channel] = _VALUES
-    return table.view(-1).take(keyed).to(torch.uint8).view_as(img)
+    return _equalize_planes(img.reshape(img.shape[0], -1)).view_as(img)
+
+
+def _equalize_batch(imgs: Tensor) -> Tensor:
+    return _equalize_planes(imgs.reshape(imgs.shape[0] * imgs.shape[1], -1)).view_as(imgs)
 
 
 # --- PIL's nearest-neighbour affine transform ------------------------------------------
+
+
+def _fixed_point(coeffs: tuple[float, ...]) -> tuple[int, int, int, int, int, int]:
+    """The affine map in Pillow's 16.16 fixed point (Geometry.c, affine_fixed): source x at the
+    centre of pixel (0, 0), its steps per column and per row, then the same for source y."""
+    a, b, c, d, e, f = coeffs
+
+    def fix(v: float) -> int:
+        return math.floor(v * 65536.0 + 0.5)
+
+    return fix(c + a * 0.5 + b * 0.5), fix(a), fix(b), fix(f + d * 0.5 + e * 0.5), fix(d), fix(e)
+
+
+def _source_pixels(fixed, ys: Tensor, xs: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Flat source pixel (0 outside) and inside mask of output rows `ys` and columns `xs`;
+    `fixed` is `_fixed_point`'s six integers, or six tensors that broadcast with `ys` and `xs`."""
+    x0, x_col, x_row, y0, y_col, y_row = fixed
+    src_x = (x0 + ys * x_row + xs * x_col) >> 16
+    src_y = (y0 + ys * y_row + xs * y_col) >> 16
+    inside = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
+    return torch.where(inside, src_y * width + src_x, 0), inside
 
 
 @functools.lru_cache(maxsize=1024)
@@ -175,18 +256,10 @@ def _affine_source(coeffs: tuple[float, ...], channels: int, height: int, width:
     Returns flat indices into the (C, H, W) input and the mask of the output pixels
     that fall outside it (None when there are none).
     """
-    a, b, c, d, e, f = coeffs
-
-    def fix(v: float) -> int:
-        return math.floor(v * 65536.0 + 0.5)
-
     ys = torch.arange(height).view(height, 1)
     xs = torch.arange(width).view(1, width)
-    src_x = (fix(c + a * 0.5 + b * 0.5) + ys * fix(b) + xs * fix(a)) >> 16
-    src_y = (fix(f + d * 0.5 + e * 0.5) + ys * fix(e) + xs * fix(d)) >> 16
-    inside = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
-    pixel = torch.where(inside, src_y * width + src_x, 0).view(1, -1)
-    index = (pixel + torch.arange(channels).view(-1, 1) * (height * width)).view(-1)
+    pixel, inside = _source_pixels(_fixed_point(coeffs), ys, xs, height, width)
+    index = (pixel.view(1, -1) + torch.arange(channels).view(-1, 1) * (height * width)).view(-1)
     outside = ~inside.view(1, -1).expand(channels, -1).reshape(-1)
     return index, (outside if bool(outside.any()) else None)
 
@@ -200,39 +273,69 @@ def affine(img: Tensor, coeffs: tuple[float, ...], fill: int) -> Tensor:
     return out.view_as(img)
 
 
-def rotate(img: Tensor, degrees: float, fill: int) -> Tensor:
-    """``Image.rotate(degrees, fillcolor=fill)``: counter-clockwise about the image centre."""
-    h, w = img.shape[-2:]
-    # Same matrix, same rounding and same evaluation order as Image.rotate.
+def _affine_batch(imgs: Tensor, fixed: Tensor, fill: int) -> Tensor:
+    """`affine` of (N, C, H, W) images, image i with the (N, 6) `fixed` row i of `_fixed_point`."""
+    n, c, h, w = imgs.shape
+    ys = torch.arange(h, device=imgs.device).view(1, h, 1)
+    xs = torch.arange(w, device=imgs.device).view(1, 1, w)
+    pixel, inside = _source_pixels(fixed.T.reshape(6, n, 1, 1).unbind(0), ys, xs, h, w)
+    out = imgs.reshape(n, c, h * w).take_along_dim(pixel.view(n, 1, h * w), dim=2)
+    return out.masked_fill_(~inside.view(n, 1, h * w), fill).view_as(imgs)
+
+
+def rotate_coefficients(degrees: float, height: int, width: int) -> tuple[float, ...]:
+    """The affine coefficients of ``Image.rotate(degrees)``: same matrix, same rounding and
+    same evaluation order."""
     angle = -math.radians(degrees)
     a, b = round(math.cos(angle), 15), round(math.sin(angle), 15)
     d, e = round(-math.sin(angle), 15), round(math.cos(angle), 15)
-    cx, cy = w / 2, h / 2
+    cx, cy = width / 2, height / 2
     c = a * -cx + b * -cy + 0.0 + cx
     f = d * -cx + e * -cy + 0.0 + cy
-    return affine(img, (a, b, c, d, e, f), fill)
+    return a, b, c, d, e, f
+
+
+def rotate(img: Tensor, degrees: float, fill: int) -> Tensor:
+    """``Image.rotate(degrees, fillcolor=fill)``: counter-clockwise about the image centre."""
+    return affine(img, rotate_coefficients(degrees, *img.shape[-2:]), fill)
 
 
 # --- The FixMatch op table ---------------------------------------------------------------
 
+# The geometric ops' PIL affine coefficients: name -> f(parameter, height, width).
+_AFFINE_COEFFICIENTS = {
+    "Rotate": rotate_coefficients,
+    # PIL's shear coefficient s. The same image comes from torchvision's
+    # F.affine(shear=degrees(atan(s)) on that axis, center=[0, 0]) (the top-left corner).
+    "ShearX": lambda s, h, w: (1, s, 0, 0, 1, 0),
+    "ShearY": lambda s, h, w: (1, 0, 0, s, 1, 0),
+    "TranslateX": lambda pixels, h, w: (1, 0, pixels, 0, 1, 0),
+    "TranslateY": lambda pixels, h, w: (1, 0, 0, 0, 1, pixels),
+}
+
+
+def _affine_op(name: str):
+    coefficients = _AFFINE_COEFFICIENTS[name]
+    return lambda img, parameter, fill: affine(img, coefficients(parameter, *img.shape[-2:]), fill)
+
+
 # The op code, shared by every variant: name -> f(img, parameter, fill), where the parameter is
 # the op's own unit (enhancement factor, degrees, PIL affine coefficient, pixels, bits, threshold).
+# The order is the policy's: a draw picks the op by its position.
 _OPS = {
     "Identity": lambda img, p, fill: img,
     "AutoContrast": lambda img, p, fill: autocontrast(img),
     "Equalize": lambda img, p, fill: equalize(img),
-    "Rotate": lambda img, degrees, fill: rotate(img, degrees, fill),
+    "Rotate": _affine_op("Rotate"),
     "Solarize": lambda img, threshold, fill: solarize(img, threshold),
     "Color": lambda img, factor, fill: color(img, factor),
     "Contrast": lambda img, factor, fill: contrast(img, factor),
     "Brightness": lambda img, factor, fill: brightness(img, factor),
     "Sharpness": lambda img, factor, fill: sharpness(img, factor),
-    # PIL's shear coefficient s. The same image comes from torchvision's
-    # F.affine(shear=degrees(atan(s)) on that axis, center=[0, 0]) (the top-left corner).
-    "ShearX": lambda img, s, fill: affine(img, (1, s, 0, 0, 1, 0), fill),
-    "ShearY": lambda img, s, fill: affine(img, (1, 0, 0, s, 1, 0), fill),
-    "TranslateX": lambda img, pixels, fill: affine(img, (1, 0, pixels, 0, 1, 0), fill),
-    "TranslateY": lambda img, pixels, fill: affine(img, (1, 0, 0, 0, 1, pixels), fill),
+    "ShearX": _affine_op("ShearX"),
+    "ShearY": _affine_op("ShearY"),
+    "TranslateX": _affine_op("TranslateX"),
+    "TranslateY": _affine_op("TranslateY"),
     "Posterize": lambda img, bits, fill: posterize(img, bits),
 }
 
@@ -310,7 +413,53 @@ def apply_op(img: Tensor, name: str, magnitude: int, sign: int = 1, fill: int = 
     return _OPS[name](img, op_parameter(name, magnitude, sign, *img.shape[-2:], variant=variant), fill)
 
 
-class FixMatchRandAugment(torch.nn.Module):
+# --- The ops on batches --------------------------------------------------------------------
+
+_BATCH_OPS_WITHOUT_PARAMETER = {"Identity": lambda imgs: imgs, "AutoContrast": _autocontrast_batch, "Equalize": _equalize_batch}
+_BATCH_OPS_WITH_FACTOR = {"Color": _color_batch, "Contrast": _contrast_batch, "Sharpness": _sharpness_batch}
+# Ops of the pixel value alone: each level is the 256-entry table of the per-image op.
+_POINTWISE_OPS = frozenset({"Brightness", "Solarize", "Posterize"})
+
+
+@functools.lru_cache(maxsize=256)
+def _level_table(name: str, variant: str, magnitude_bound: int, height: int, width: int, device: torch.device) -> Tensor:
+    """What op `name` needs per level 2 m + (s < 0), for magnitudes m < `magnitude_bound` and signs
+    s on height x width images, on `device`: the 256-entry table of a pointwise op, the
+    `_fixed_point` coefficients of a geometric op, else the float32 enhancement factor."""
+    parameters = [op_parameter(name, m, s, height, width, variant) for m in range(magnitude_bound) for s in (1, -1)]
+    if name in _POINTWISE_OPS:
+        values = torch.arange(256, dtype=torch.uint8).view(1, 1, 256)
+        table = torch.stack([_OPS[name](values, parameter, 0).view(256) for parameter in parameters])
+    elif name in GEOMETRIC_OPS:
+        coefficients = _AFFINE_COEFFICIENTS[name]
+        table = torch.tensor([_fixed_point(tuple(float(v) for v in coefficients(p, height, width))) for p in parameters])
+    else:
+        # The float32 rounding of the factor that multiplying a float32 image by it does.
+        table = torch.tensor(parameters, dtype=torch.float32)
+    return table.to(device)
+
+
+def apply_op_batch(
+    imgs: Tensor, name: str, magnitudes: Tensor, signs: Tensor, fill: int = 128, variant: str = "pytorch_port", magnitude_bound: int = 10
+) -> Tensor:
+    """`apply_op` on uint8 (N, C, H, W) images on any device, image i at ``magnitudes[i]`` (an integer
+    below `magnitude_bound`) and ``signs[i]`` (+1 / -1); equal pixel for pixel to `apply_op` per image."""
+    if name not in _OPS:
+        raise ValueError(f"unknown op '{name}'; FixMatch ops: {', '.join(FIXMATCH_OPS)}")
+    if imgs.dtype != torch.uint8 or imgs.dim() != 4:
+        raise TypeError(f"expected uint8 (N, C, H, W) images, got {imgs.dtype} {tuple(imgs.shape)}")
+    if name in _BATCH_OPS_WITHOUT_PARAMETER:
+        return _BATCH_OPS_WITHOUT_PARAMETER[name](imgs)
+    levels = magnitudes.to(imgs.device, torch.long) * 2 + (signs.to(imgs.device) < 0)
+    per_image = _level_table(name, variant, magnitude_bound, *imgs.shape[-2:], imgs.device)[levels]
+    if name in GEOMETRIC_OPS:
+        return _affine_batch(imgs, per_image, fill)
+    if name in _POINTWISE_OPS:
+        return per_image.take_along_dim(imgs.reshape(len(imgs), -1).long(), dim=1).view_as(imgs)
+    return _BATCH_OPS_WITH_FACTOR[name](imgs, per_image)
+
+
+class FixMatchRandAugment(BatchableOp):
     """``RandAugmentMC``: `num_ops` ops drawn with replacement, each with its own magnitude
     v ~ U{1, ..., max_magnitude - 1} and random sign, applied with probability `apply_prob`.
 
@@ -321,6 +470,9 @@ class FixMatchRandAugment(torch.nn.Module):
     transparent fill is grey (127.5; ours `fill`) unless a later AutoContrast, Equalize,
     Posterize or Solarize (which convert to RGB) turns it into black.
     Cutout is a separate module (:class:`datamodules.views.cutout.Cutout`).
+
+    A draw is, per op slot, [applied (1 / 0), op index in FIXMATCH_OPS, magnitude, sign];
+    `apply_batch` runs each slot as one `apply_op_batch` per op on the images that drew it.
     """
 
     def __init__(self, num_ops: int = 2, max_magnitude: int = 10, apply_prob: float = 0.5, fill: int = 128, variant: str = "pytorch_port"):
@@ -333,23 +485,52 @@ class FixMatchRandAugment(torch.nn.Module):
         self.apply_prob = apply_prob
         self.fill = fill
         self.variant = variant
+        self.param_count = 4 * num_ops
+
+    def draw(self, shape: tuple[int, ...] = (), generator: torch.Generator | None = None) -> tuple[float, ...]:
+        # One RNG call per image; float64 uniforms keep int(u * k) < k.
+        draws = torch.rand(self.num_ops, 4, dtype=torch.float64, generator=generator).tolist()
+        params: list[float] = []
+        for u_op, u_mag, u_apply, u_sign in draws:
+            op = int(u_op * len(FIXMATCH_OPS))
+            magnitude = 1 + int(u_mag * (self.max_magnitude - 1))
+            params += [float(u_apply < self.apply_prob), float(op), float(magnitude), 1.0 if u_sign < 0.5 else -1.0]
+        return tuple(params)
+
+    @staticmethod
+    def policy(params) -> list[tuple[str, int, int]]:
+        """The (op name, magnitude, sign) triples a draw applies, in order."""
+        values = [float(v) for v in params]
+        slots = (values[i : i + 4] for i in range(0, len(values), 4))
+        return [(FIXMATCH_OPS[int(op)], int(magnitude), int(sign)) for applied, op, magnitude, sign in slots if applied]
 
     def sample(self, generator: torch.Generator | None = None) -> list[tuple[str, int, int]]:
         """Draw one policy: the (op name, magnitude, sign) triples that will be applied."""
-        # One RNG call per image; float64 uniforms keep int(u * k) < k.
-        draws = torch.rand(self.num_ops, 4, dtype=torch.float64, generator=generator).tolist()
-        policy = []
-        for u_op, u_mag, u_apply, u_sign in draws:
-            if u_apply < self.apply_prob:
-                name = FIXMATCH_OPS[int(u_op * len(FIXMATCH_OPS))]
-                magnitude = 1 + int(u_mag * (self.max_magnitude - 1))
-                policy.append((name, magnitude, 1 if u_sign < 0.5 else -1))
-        return policy
+        return self.policy(self.draw((), generator))
 
-    def forward(self, img: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        for name, magnitude, sign in self.sample(generator):
+    def apply(self, img: Tensor, params) -> Tensor:
+        for name, magnitude, sign in self.policy(params):
             img = apply_op(img, name, magnitude, sign, self.fill, self.variant)
         return img
+
+    def apply_batch(self, imgs: Tensor, params: Tensor) -> Tensor:
+        slots = params.to(imgs.device).view(len(imgs), self.num_ops, 4).unbind(1)
+        for applied, op, magnitude, sign in (slot.unbind(1) for slot in slots):
+            imgs = self._apply_slot(imgs, torch.where(applied != 0, op.long(), len(FIXMATCH_OPS)), magnitude, sign)
+        return imgs
+
+    def _apply_slot(self, imgs: Tensor, ops: Tensor, magnitudes: Tensor, signs: Tensor) -> Tensor:
+        """One op slot: image i gets op ``ops[i]`` (len(FIXMATCH_OPS): none), grouped by op."""
+        members = ops.argsort(stable=True).split(torch.bincount(ops, minlength=len(FIXMATCH_OPS) + 1).tolist())
+        out = imgs.clone()
+        for name, images in zip(FIXMATCH_OPS, members):
+            if len(images) and name != "Identity":
+                group = apply_op_batch(imgs[images], name, magnitudes[images], signs[images], self.fill, self.variant, self.max_magnitude)
+                out.index_copy_(0, images, group)
+        return out
+
+    def forward(self, img: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.apply(img, self.draw(tuple(img.shape), generator))
 
     def extra_repr(self) -> str:
         return (

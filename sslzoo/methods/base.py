@@ -21,7 +21,7 @@ from ..modules.classifier import HEADS
 from ..modules.ema import BUFFER_MODES
 from ..nets import build_backbone
 from ..nets.options import check_options
-from .choices import check_choice, choices_of
+from ..choices import check_choice, choices_of
 from .idle import IdleParameters
 from .init_from import init_from_checkpoint
 from .optim import (LRScaling, OptimizerName, SchedulerName, build_optimizer, build_scheduler, check_lars_options, check_lr_scaling,

@@ -15,7 +15,7 @@ from ..functional.phases import PHASES
 from ..modules import ClusterTargetTable
 from ..errors import ConfigError
 from ..modules.distributed import all_gather_uneven, all_reduce_mean
-from .choices import check_choice, choices_of
+from ..choices import check_choice, choices_of
 from .fixmatch import FixMatch
 from .meanteacher import MeanTeacher
 from .optim import build_optimizer, build_scheduler, param_groups

@@ -12,7 +12,7 @@ from ..modules import MultiCropNetwork, OnlineProbes
 from ..errors import ConfigError
 from ..modules.online_probes import PROBE_REDUCTIONS
 from .base import SSLMethod
-from .choices import check_choice
+from ..choices import check_choice
 from .ranges import BELOW_ONE, POSITIVE, UNIT, check_range, check_ranges
 
 ProbeReduction = Literal[PROBE_REDUCTIONS]

@@ -11,7 +11,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..functional.schedules import SCHEDULES
 from ..nets.options import check_options
-from .choices import check_choice, choices_of
+from ..choices import check_choice, choices_of
 
 OptimizerName = Literal["sgd", "lars", "adam", "adamw"]
 SchedulerName = Literal[tuple(SCHEDULES)]

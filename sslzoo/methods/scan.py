@@ -12,7 +12,7 @@ from ..functional.neighbours import BACKENDS
 from ..modules import ClusterNetwork, NeighbourTable
 from ..modules.distributed import all_gather_uneven, all_reduce_mean, differentiable_mean
 from .clustering_eval import ClusterMethod
-from .choices import check_choice, choices_of
+from ..choices import check_choice, choices_of
 from .neighbour_mining import load_embedder, mine_pool
 from .ranges import AT_LEAST_ONE, NON_NEGATIVE, check_range, check_ranges
 

@@ -7,7 +7,7 @@ import torch
 from ..functional import nt_xent
 from ..functional.contrastive import ANCHORS
 from ..modules import ProjectionHead
-from .choices import check_choice
+from ..choices import check_choice
 from .multicrop import MultiCropMethod, PretextMixin
 from .ranges import AT_LEAST_ONE, check_ranges
 

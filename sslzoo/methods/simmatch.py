@@ -10,7 +10,7 @@ from ..functional import (
 from ..modules import Classifier, DistributionAlignment, LabeledMemoryBank
 from ..errors import ConfigError
 from .base import EMABuffers, SSLMethod
-from .choices import check_choice, choices_of
+from ..choices import check_choice, choices_of
 from .ranges import AT_LEAST_ONE, BELOW_ONE, NON_NEGATIVE, POSITIVE, UNIT, check_range, check_ranges
 
 EvaluatedWeights = Literal["ema", "student"]

@@ -7,7 +7,7 @@ import torch
 from ..errors import ConfigError
 from ..functional import mix_pair, soft_cross_entropy
 from .base import required_num_classes
-from .choices import check_choice, choices_of
+from ..choices import check_choice, choices_of
 from .multicrop import GLOBAL_CROPS, crops_of
 from .swav import SwAVCodes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args, get_origin
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 def choices_of(kind) -> tuple:

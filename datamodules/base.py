@@ -463,6 +463,8 @@ class SSLDataModule(L.LightningDataModule):
         views = build_views(specs, self.info)
         if self.augment_on != "device":
             return views
+        if not self.info.fixed_size:
+            views.expect_variable_size_input()
         self._device_views[stream] = views
         return views.plan
 

@@ -56,6 +56,23 @@ def test_multicrop_on_the_device_equals_the_workers(tmp_path):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=0)
 
 
+@pytest.mark.parametrize("views", [FIXMATCH_VIEWS, MULTICROP_VIEWS], ids=["fixmatch", "multicrop"])
+def test_images_of_different_sizes_are_cropped_per_item_and_finished_on_the_device(tmp_path, views):
+    import fakes
+    from datamodules import ImageFolderDataModule
+
+    root = fakes.write_image_folder(tmp_path / "pets", splits=("train", "test"), classes=("cat", "dog"), per_class=(12, 2), size=20)
+    batches = []
+    for augment_on in ("workers", "device"):
+        dm = ImageFolderDataModule(str(root), image_size=16, num_labels=4, batch_size=2, unlabeled_ratio=2, num_workers=0, shuffle_seed=0,
+                                   augment_on=augment_on, **views)
+        dm.trainer = SimpleNamespace(global_rank=0, world_size=1, lightning_module=None, training=True)
+        dm.setup("fit")
+        batches.append(dm.on_after_batch_transfer(next(iter(dm.train_dataloader()))[0], 0))
+    for a, b in zip(_tensors(batches[0]), _tensors(batches[1]), strict=True):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=0)
+
+
 def test_the_device_receives_uint8_images_and_their_draws(tmp_path):
     dm = tiny.tiny_datamodule(tiny.tiny_npz(tmp_path, size=16), augment_on="device", **FIXMATCH_VIEWS)
     dm.trainer = SimpleNamespace(global_rank=0, world_size=1, lightning_module=None, training=True)

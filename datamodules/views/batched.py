@@ -28,6 +28,7 @@ class BatchableOp(torch.nn.Module):
     """
 
     param_count: int = 0
+    fixes_size: bool = False  # the output size does not depend on the input's (a resized crop)
 
     def draw(self, shape: tuple[int, ...]) -> tuple[float, ...]:
         raise NotImplementedError
@@ -50,9 +51,17 @@ def split_params(params: Tensor, ops: Sequence[BatchableOp]) -> list[Tensor]:
     return list(params.split([op.param_count for op in ops], dim=-1)) if ops else []
 
 
-def batchable_tail(ops: Sequence[torch.nn.Module]) -> int:
-    """Index of the first op from which every op is a `BatchableOp` (len(ops) when the last is not)."""
+def batchable_tail(ops: Sequence[torch.nn.Module], variable_size_input: bool = False) -> int:
+    """Index of the first op from which every op is a `BatchableOp` (len(ops) when the last is not).
+
+    With `variable_size_input` (images of different sizes cannot be stacked into one batch) the
+    ops up to the first one that `fixes_size` stay per item too.
+    """
     start = len(ops)
     while start > 0 and isinstance(ops[start - 1], BatchableOp):
         start -= 1
+    if variable_size_input:
+        fixing = next((i for i in range(start, len(ops)) if ops[i].fixes_size), None)
+        if fixing is not None:
+            start = fixing + 1
     return start

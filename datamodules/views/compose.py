@@ -29,6 +29,11 @@ class View(torch.nn.Module):
     def batched_ops(self) -> list:
         return list(self.augmentations)[self._tail_start :]
 
+    def expect_variable_size_input(self) -> None:
+        """Images of different sizes come in (ImageFolder data): keep the ops up to the resized
+        crop per item, so that planned images can be stacked."""
+        self._tail_start = batchable_tail(list(self.augmentations), variable_size_input=True)
+
     def plan(self, img: torch.Tensor) -> dict:
         """{"image": the image after the per-item ops, "params": float64 draws of the batched ops}."""
         for op in list(self.augmentations)[: self._tail_start]:
@@ -66,6 +71,10 @@ class MultiView(torch.nn.Module):
             outputs.extend(out if isinstance(out, list) else [out])
         return outputs[0] if len(outputs) == 1 else outputs
 
+    def expect_variable_size_input(self) -> None:
+        for view in {id(v): v for v in self.output_views() if v is not None}.values():
+            view.expect_variable_size_input()
+
     def output_views(self) -> list:
         """For each output position, the `View` that makes it, or None when it comes finished."""
         outputs = []
@@ -84,8 +93,23 @@ class MultiView(torch.nn.Module):
         return outputs[0] if len(outputs) == 1 else outputs
 
     def finish_batch(self, planned):
-        """The collated output of `plan` (on any device) -> what `forward` would have collated to."""
+        """The collated output of `plan` (on any device) -> what `forward` would have collated to.
+
+        Outputs of the same view (a multi-crop's global crops, its local crops) are finished in
+        one call on their concatenation: fewer, larger kernels.
+        """
         views = self.output_views()
         items = [planned] if len(views) == 1 else list(planned)
-        finished = [view.apply_batch(item["image"], item["params"]) if view is not None else item for view, item in zip(views, items)]
+        finished = list(items)
+        groups: dict[int, list[int]] = {}
+        for position, view in enumerate(views):
+            if view is not None:
+                groups.setdefault(id(view), []).append(position)
+        for positions in groups.values():
+            view = views[positions[0]]
+            images = torch.cat([items[p]["image"] for p in positions])
+            params = torch.cat([items[p]["params"] for p in positions])
+            outputs = view.apply_batch(images, params).split([len(items[p]["params"]) for p in positions])
+            for position, output in zip(positions, outputs):
+                finished[position] = output
         return finished[0] if len(finished) == 1 else finished

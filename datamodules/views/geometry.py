@@ -199,6 +199,7 @@ class RandomResizedCropFloat(BatchableOp):
     """
 
     param_count = 4  # top, left, height, width
+    fixes_size = True
 
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0)):
         super().__init__()

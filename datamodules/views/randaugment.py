@@ -190,8 +190,14 @@ def _autocontrast_planes(planes: Tensor) -> Tensor:
 
 
 def autocontrast(img: Tensor) -> Tensor:
-    """``ImageOps.autocontrast`` (no cutoff): stretch each channel's [min, max] to [0, 255]."""
-    return _autocontrast_planes(img.reshape(img.shape[0], -1)).view_as(img)
+    """``ImageOps.autocontrast`` (no cutoff): stretch each channel's [min, max] to [0, 255].
+    The same arithmetic as `_autocontrast_planes`, with Python floats: faster on one CPU image."""
+    c = img.shape[0]
+    lo, hi = (t.tolist() for t in img.reshape(c, -1).aminmax(dim=1))
+    scale = [255.0 / (h - l) if h > l else 1.0 for l, h in zip(lo, hi)]
+    offset = [-l * s if h > l else 0.0 for l, h, s in zip(lo, hi, scale)]
+    params = torch.tensor([scale, offset], dtype=torch.float64).view(2, c, 1, 1)
+    return img.double().mul_(params[0]).add_(params[1]).to(torch.uint8)
 
 
 def _autocontrast_batch(imgs: Tensor) -> Tensor:
@@ -212,9 +218,25 @@ def _equalize_planes(planes: Tensor) -> Tensor:
     return table.view(-1).take(keyed).to(torch.uint8)
 
 
+@functools.lru_cache(maxsize=8)
+def _channel_offsets(channels: int) -> Tensor:
+    return torch.arange(0, 256 * channels, 256).view(channels, 1)
+
+
 def equalize(img: Tensor) -> Tensor:
-    """``ImageOps.equalize``, per channel, with PIL's integer arithmetic."""
-    return _equalize_planes(img.reshape(img.shape[0], -1)).view_as(img)
+    """``ImageOps.equalize``, per channel, with PIL's integer arithmetic. The same arithmetic as
+    `_equalize_planes`, with the steps as Python ints: faster on one CPU image."""
+    c = img.shape[0]
+    keyed = img.reshape(c, -1).long() + _channel_offsets(c)  # value + 256 * channel
+    hist = torch.bincount(keyed.reshape(-1), minlength=256 * c).view(c, 256)
+    below = hist.cumsum(1).sub_(hist)
+    steps = [n // 255 for n in below.view(-1).take(keyed.amax(dim=1)).tolist()]
+    params = torch.tensor([[s // 2 for s in steps], [max(s, 1) for s in steps]]).view(2, c, 1)
+    table = below.add_(params[0]).div_(params[1], rounding_mode="floor").clamp_(max=255)
+    for channel, step in enumerate(steps):
+        if step == 0:
+            table[channel] = _VALUES
+    return table.view(-1).take(keyed).to(torch.uint8).view_as(img)
 
 
 def _equalize_batch(imgs: Tensor) -> Tensor:

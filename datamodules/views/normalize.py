@@ -4,13 +4,23 @@ import functools
 
 import torch
 
+_CPU = torch.device("cpu")
+
 
 @functools.lru_cache(maxsize=64)
-def _scale_and_shift(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1 / (255 std), -mean / std) as float32 (C, 1, 1), computed on the CPU and copied to `device`."""
+def _scale_and_shift(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 / (255 std), -mean / std) as float32 (C, 1, 1) on the CPU."""
     std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    return (1.0 / (255.0 * std_t)).to(device), (-mean_t / std_t).to(device)
+    return 1.0 / (255.0 * std_t), -mean_t / std_t
+
+
+@functools.lru_cache(maxsize=64)
+def _value_table(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """(C, 256): the CPU's output for every uint8 value in every channel, on `device`."""
+    scale, shift = _scale_and_shift(mean, std)
+    values = torch.arange(256, dtype=torch.float32).view(1, 1, 256)
+    return torch.addcmul(shift, values, scale).view(-1, 256).to(device)
 
 
 def _float32_values(values) -> tuple[float, ...]:
@@ -18,16 +28,27 @@ def _float32_values(values) -> tuple[float, ...]:
 
 
 class Normalize(torch.nn.Module):
-    """uint8 (C, H, W) or (N, C, H, W) in [0, 255] -> float32 standardised per channel, in one
-    fused op, on the image's device."""
+    """uint8 (C, H, W) or (N, C, H, W) in [0, 255] -> float32 standardised per channel.
+
+    On the CPU one fused op; on other devices a lookup of the CPU's result for each value, so
+    that a batch finished on an accelerator equals the per-item path bit for bit (a device's
+    fused multiply-add may round differently).
+    """
 
     def __init__(self, mean, std):
         super().__init__()
         self.mean, self.std = _float32_values(mean), _float32_values(std)
-        self.scale, self.shift = _scale_and_shift(self.mean, self.std, torch.device("cpu"))
+        self.scale, self.shift = _scale_and_shift(self.mean, self.std)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if img.dtype != torch.uint8:
             raise TypeError(f"views expect uint8 images, got {img.dtype}")
-        scale, shift = _scale_and_shift(self.mean, self.std, img.device)
-        return torch.addcmul(shift, img.float(), scale)
+        if img.device == _CPU:
+            return torch.addcmul(self.shift, img.float(), self.scale)
+        return self._lookup(img)
+
+    def _lookup(self, img: torch.Tensor) -> torch.Tensor:
+        channels = img.shape[-3]
+        table = _value_table(self.mean, self.std, img.device).expand(channels, 256)  # one mean/std: every channel
+        offsets = torch.arange(0, 256 * channels, 256, device=img.device).view(channels, 1, 1)
+        return table.reshape(-1).take(img.long() + offsets)

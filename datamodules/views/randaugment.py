@@ -12,8 +12,10 @@ run reproducible. Unlike kekmodel, the geometric ops fill uncovered pixels with
 
 `FixMatchRandAugment` is a `BatchableOp`: its policy is drawn per image and `apply_batch` runs each
 op on the (N, C, H, W) images that drew it (`apply_op_batch`), on their device, pixel for pixel
-equal to `apply_op`. The batched ops use integer arithmetic or elementwise float ops only (no
-matmul, which an accelerator may run in reduced precision such as TF32).
+equal to `apply_op`. The batched ops use integer arithmetic or elementwise float ops only: no
+matmul (an accelerator may run it in reduced precision such as TF32) and no float division by a
+scalar or of a scalar (CUDA and ``scalar / tensor`` multiply by a reciprocal instead, which can
+round differently).
 """
 from __future__ import annotations
 
@@ -126,8 +128,10 @@ def _color_batch(imgs: Tensor, factors: Tensor) -> Tensor:
 
 def _contrast_batch(imgs: Tensor, factors: Tensor) -> Tensor:
     gray = _gray_batch(imgs)
-    # The same float64 sum, division and rounding as `contrast`, per image.
-    mean = gray.sum(dim=(1, 2, 3), dtype=torch.float64).div_(gray[0].numel()).add_(0.5).floor_()
+    # `contrast`'s int(sum / n + 0.5) in integers: (2 sum + n) // 2n. The float64 quotient is
+    # within 1e-13 of sum / n, far less than sum / n + 0.5 can be from an integer it is not.
+    n = gray[0].numel()
+    mean = gray.sum(dim=(1, 2, 3), dtype=torch.int64).mul_(2).add_(n).div_(2 * n, rounding_mode="floor")
     return _blend(_per_image(mean.float()), imgs.float(), _per_image(factors))
 
 
@@ -169,12 +173,13 @@ def _sharpness_batch(imgs: Tensor, factors: Tensor) -> Tensor:
     h, w = imgs.shape[-2:]
     if h < 3 or w < 3:
         return imgs
-    x = imgs.float()
+    x = imgs.to(torch.int32)
     rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
     box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
     smoothed = x.clone()  # PIL copies the border unfiltered
-    smoothed[..., 1:-1, 1:-1] = box.add_(x[..., 1:-1, 1:-1], alpha=4.0).add_(6.0).div_(13.0).floor_()
-    return _blend(smoothed, x, _per_image(factors))
+    # floor((sum + 6) / 13) of `sharpness`, whose float32 quotient is never within rounding of an integer above.
+    smoothed[..., 1:-1, 1:-1] = box.add_(x[..., 1:-1, 1:-1], alpha=4).add_(6).div_(13, rounding_mode="floor")
+    return _blend(smoothed.float(), imgs.float(), _per_image(factors))
 
 
 def _autocontrast_planes(planes: Tensor) -> Tensor:
@@ -183,7 +188,7 @@ def _autocontrast_planes(planes: Tensor) -> Tensor:
     stretched = hi > lo
     # PIL's table is int(v * scale + offset) in double precision; exact integer or
     # float32 arithmetic differ from it by one level for 18% / 25% of the (lo, hi) pairs.
-    scale = torch.where(stretched, 255.0 / (hi - lo), 1.0)
+    scale = torch.where(stretched, torch.full_like(hi, 255.0).div_(hi - lo), 1.0)
     offset = torch.where(stretched, -lo * scale, 0.0)
     # Results lie in [-1e-13, 255 + 1e-13], so truncating to uint8 needs no clamp.
     return planes.double().mul_(scale[:, None]).add_(offset[:, None]).to(torch.uint8)
@@ -206,10 +211,12 @@ def _autocontrast_batch(imgs: Tensor) -> Tensor:
 
 def _equalize_planes(planes: Tensor) -> Tensor:
     """``ImageOps.equalize`` of each row of a uint8 (P, L) tensor, with PIL's integer arithmetic:
-    one histogram per row from a single bincount of value + 256 * row."""
+    one histogram per row from a single count of value + 256 * row (a scatter-add, which unlike
+    CUDA's bincount does not wait for the device to learn the histogram's length)."""
     p = planes.shape[0]
     keyed = planes.long() + torch.arange(0, 256 * p, 256, device=planes.device).view(p, 1)
-    hist = torch.bincount(keyed.view(-1), minlength=256 * p).view(p, 256)
+    flat = keyed.view(-1)
+    hist = torch.zeros(256 * p, dtype=torch.long, device=planes.device).scatter_add_(0, flat, torch.ones_like(flat)).view(p, 256)
     below = hist.cumsum(1).sub_(hist)  # number of pixels below each value
     # step = (pixels - pixels at the top value) // 255; a zero step keeps the channel.
     steps = below.view(-1).take(keyed.amax(dim=1)).div_(255, rounding_mode="floor").view(p, 1)

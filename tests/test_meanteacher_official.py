@@ -81,7 +81,8 @@ def test_init_without_an_sslzoo_datamodule_is_a_clear_error(tmp_path):
 
 def _norm_calls(norm: MeanOnlyBatchNorm) -> tuple[list, torch.utils.hooks.RemovableHandle]:
     calls = []
-    handle = norm.register_forward_hook(lambda module, args, out: calls.append((args[0].detach(), out.detach())))
+    # A copy: the LeakyReLU after the norm works in place on its output.
+    handle = norm.register_forward_hook(lambda module, args, out: calls.append((args[0].detach(), out.detach().clone())))
     return calls, handle
 
 

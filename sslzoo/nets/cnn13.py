@@ -3,6 +3,8 @@
 Reference: jay1204/local_clustering_with_mt_for_ssl `model/mean_teacher_arch.py` (spec §5.1).
 Every conv is weight-normalised and followed by mean-only BN and LeakyReLU(0.1) (`norm="mean_only"`);
 `norm="batch"` gives the Mean Teacher PyTorch code's weight-normed conv + BatchNorm instead.
+The LeakyReLUs work in place (less memory traffic, the same values and gradients): a forward hook
+on a norm layer that keeps its output must keep a copy.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import nn
 
 from benchmark_common import MB, REPO, RSSPeak, current_rss_bytes, machine_info, max_rss_mb, run_child, step_time_summary, sync
+from step_parts import op_categories
 
 sys.path.insert(0, str(REPO))
 
@@ -121,6 +122,7 @@ class Settings:
     warmup: int = 1
     timed: int = 5
     precision: str = "32-true"
+    profile: bool = False
     num_labels: int = 40
     num_classes: int = 10
     image_size: int = 32
@@ -241,7 +243,7 @@ class ReplayDataModule(ArrayDataModule):
 def datamodule_for(name: str, data_file: Path, settings: Settings) -> ReplayDataModule:
     entry = RECIPES[name]
     views = {} if entry.phase is not None else recipe_views(entry.views_recipe or entry.recipe)
-    return ReplayDataModule(str(data_file), settings.warmup + settings.timed, num_labels=settings.num_labels,
+    return ReplayDataModule(str(data_file), settings.warmup + settings.timed + int(settings.profile), num_labels=settings.num_labels,
                             batch_size=settings.labeled_batch, unlabeled_ratio=settings.mu, **views)
 
 
@@ -331,11 +333,34 @@ class PhaseMemory:
             self.cuda_peak = max(self.cuda_peak, torch.cuda.max_memory_allocated())
 
 
+class ForwardedPixels:
+    """Pixels (images x height x width) the method sends through its backbones in one step: with
+    gradient (the trained network, forward + backward) and without (a teacher, a no-grad pass)."""
+
+    def __init__(self, method: methods.SSLMethod):
+        self.counting, self.with_grad, self.without_grad = False, 0, 0
+        teacher = getattr(getattr(method, "ema", None), "module", None)
+        backbones = {id(m): m for m in (method.network.backbone, getattr(teacher, "backbone", None)) if m is not None}
+        for backbone in backbones.values():
+            backbone.register_forward_pre_hook(self._count)
+
+    def _count(self, module, args) -> None:
+        x = args[0]
+        if self.counting and isinstance(x, torch.Tensor) and x.dim() == 4:
+            pixels = x.shape[0] * x.shape[-2] * x.shape[-1]
+            if torch.is_grad_enabled():
+                self.with_grad += pixels
+            else:
+                self.without_grad += pixels
+
+
 class AlternatingTimer(L.Callback):
     """Times Lightning's whole training step of the method, then runs and times one bare step."""
 
-    def __init__(self, warmup: int, precision: str):
-        self.warmup, self.precision = warmup, precision
+    def __init__(self, warmup: int, precision: str, profile_batch: int | None = None):
+        self.warmup, self.precision, self.profile_batch = warmup, precision, profile_batch
+        self.profiles: dict[str, dict] = {}
+        self._profiler = None
         self.times: dict[str, list[float]] = {"method": [], "bare": []}
         self.parts: dict[str, list[float]] = {}
         self.memory = {"method": PhaseMemory(), "bare": PhaseMemory()}
@@ -343,23 +368,44 @@ class AlternatingTimer(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         self.bare = BareStep(pl_module, trainer.datamodule.batch, self.precision)
+        self.pixels = ForwardedPixels(pl_module)
+        self.pixels.counting = True  # the first step only (every step forwards the same)
+
+    def on_train_batch_end_count(self) -> None:
+        self.pixels.counting = False
 
     def _mark(self, name: str) -> None:
         sync()
         self.marks.setdefault(name, time.perf_counter())
 
+    def _profiled(self, step) -> dict:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+            step()
+        return op_categories(profiler)
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.profile_batch:  # one extra, untimed step: where the method's time goes, by operator
+            self._profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]).__enter__()
+            return
         self.memory["method"].__enter__()
         self.marks: dict[str, float] = {}
         self._mark("start")
 
     def on_before_backward(self, trainer, pl_module, loss):
-        self._mark("forward_done")
+        if self._profiler is None:
+            self._mark("forward_done")
 
     def on_after_backward(self, trainer, pl_module):
-        self._mark("backward_done")
+        if self._profiler is None:
+            self._mark("backward_done")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.on_train_batch_end_count()
+        if batch_idx == self.profile_batch:
+            self._profiler.__exit__(None, None, None)
+            self.profiles = {"method": op_categories(self._profiler), "bare": self._profiled(self.bare)}
+            self._profiler = None
+            return
         self._mark("end")
         self.memory["method"].__exit__(None, None, None)
         with self.memory["bare"]:
@@ -379,6 +425,19 @@ class AlternatingTimer(L.Callback):
                 self.parts.setdefault(part, []).append(marks[end] - marks[begin])
 
 
+def work_normalised(record: dict, pixels: ForwardedPixels, bare: BareStep) -> dict:
+    """The ratio per unit of backbone work: a pixel with gradient costs forward + backward (about 3
+    forwards), a no-grad (teacher) pixel one forward; the bare step forwards each batch pixel once
+    with gradient. Above 1 here is overhead outside the backbone passes the algorithm asks for."""
+    bare_pixels = sum(x.shape[0] * x.shape[-2] * x.shape[-1] for x in bare.inputs)
+    work = (3 * pixels.with_grad + pixels.without_grad) / (3 * bare_pixels)
+    return {
+        "backbone_pixels_per_step": {"with_grad": pixels.with_grad, "without_grad": pixels.without_grad, "bare": bare_pixels},
+        "backbone_work_over_bare": round(work, 4),
+        "ratio_per_backbone_work": round(record["ratio_method_over_bare"] / work, 4) if work else None,
+    }
+
+
 def count_parameters(*modules: nn.Module) -> int:
     return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
 
@@ -392,8 +451,9 @@ def measure_method(name: str, data_file: Path, settings: Settings) -> dict:
     datamodule = datamodule_for(name, data_file, settings)
     datamodule.setup("fit")
     fill_per_run_state(method, datamodule)
-    timer = AlternatingTimer(settings.warmup, settings.precision)
     steps = settings.warmup + settings.timed
+    timer = AlternatingTimer(settings.warmup, settings.precision, profile_batch=steps if settings.profile else None)
+    steps += int(settings.profile)
     trainer = L.Trainer(
         accelerator="auto", devices=1, precision=settings.precision, max_steps=steps, max_epochs=1,
         reload_dataloaders_every_n_epochs=1, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
@@ -434,6 +494,9 @@ def measure_method(name: str, data_file: Path, settings: Settings) -> dict:
     record["rss_at_start_mb"] = round(rss_start / MB, 1)
     record["ru_maxrss_delta_mb"] = round(max_rss_mb() - maxrss_start, 1)
     record["load_average_during"] = [load_start, os.getloadavg()]
+    if timer.profiles:
+        record["profiled_operator_categories_s"] = timer.profiles
+    record.update(work_normalised(record, timer.pixels, bare))
     return record
 
 
@@ -458,7 +521,8 @@ NOTES = [
 
 def parse_settings(args) -> Settings:
     return Settings(backbone=args.backbone, backbone_options=json.loads(args.backbone_options), labeled_batch=args.labeled_batch,
-                    mu=args.mu, warmup=args.warmup, timed=args.timed, precision=args.precision, num_labels=args.num_labels)
+                    mu=args.mu, warmup=args.warmup, timed=args.timed, precision=args.precision, num_labels=args.num_labels,
+                    profile=args.profile)
 
 
 def main():
@@ -474,6 +538,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps of each kind first")
     parser.add_argument("--timed", type=int, default=5, help="timed steps of each kind")
     parser.add_argument("--precision", default="32-true", choices=PRECISIONS)
+    parser.add_argument("--profile", action="store_true", help="one extra step of each kind under torch.profiler: self CPU seconds by operator category")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: the method to measure in this process
     parser.add_argument("--data-file", help=argparse.SUPPRESS)
@@ -500,7 +565,7 @@ def main():
     }
     passthrough = ["--backbone", args.backbone, "--backbone-options", args.backbone_options, "--labeled-batch", str(args.labeled_batch),
                    "--mu", str(args.mu), "--num-labels", str(args.num_labels), "--warmup", str(args.warmup), "--timed", str(args.timed),
-                   "--precision", args.precision, "--threads", str(args.threads)]
+                   "--precision", args.precision, "--threads", str(args.threads)] + (["--profile"] if args.profile else [])
     with tempfile.TemporaryDirectory() as tmp:
         data_file = write_fake_cifar(Path(tmp) / "fake_cifar10.npz", settings, num_train=args.pool_size)
         for name in names:

@@ -188,15 +188,19 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="a few steps at a small batch (a check of the script, e.g. on CPU)")
     p.add_argument("--workers", default="4,8,16", help="DataLoader worker counts to measure (capped at the CPU count)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    p.add_argument("--supply-only", action="store_true", help="only the views' images/s (e.g. per core on a CPU machine)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads of this process (the device path's finishing on a CPU)")
     p.add_argument("--out", default=str(Path(__file__).with_name("gpu_throughput.json")))
     args = p.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     labeled, warmup, timed = (4, 1, 2) if args.quick else (64, 5, 20)
     workers = sorted({min(int(n), os.cpu_count() or 1) for n in args.workers.split(",")})
     report = {"benchmark": __doc__.split("\n\n")[0], "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "machine": machine_info(),
-              "train": [], "supply": []}
+              "torch_threads": torch.get_num_threads(), "train": [], "supply": []}
 
     def save():
         report["wall_s"] = round(time.perf_counter() - started, 1)
@@ -206,7 +210,7 @@ def main() -> None:
     variants = [(p_, cl, False) for p_ in precisions for cl in (True, False)]
     if not args.no_compile:
         variants += [("bf16-mixed", True, True), ("bf16-mixed", False, True)]
-    for precision, channels_last, compile_backbone in variants:
+    for precision, channels_last, compile_backbone in [] if args.supply_only else variants:
         row = train_rate(device, precision, channels_last, compile_backbone, labeled, 7, warmup, timed)
         print(f"FixMatch {precision} channels_last={channels_last} compile={compile_backbone}: {row['train_images_per_s']:.0f} img/s", flush=True)
         report["train"].append(row)

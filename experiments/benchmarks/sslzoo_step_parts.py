@@ -18,7 +18,7 @@ import torch
 from step_parts import PartClock  # this folder is on PYTHONPATH (side_by_side_usb.py sets it)
 
 
-NETWORK_ENTRIES = ("forward", "features_and_logits", "features")
+NETWORK_ENTRIES = ("forward", "features_and_logits", "features", "logits_and_projection")
 
 
 class StepParts(L.Callback):

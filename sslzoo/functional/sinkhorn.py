@@ -38,15 +38,16 @@ def _global_extreme(values: torch.Tensor, op, distributed: bool) -> torch.Tensor
 
 def _sinkhorn_exp(log_q: torch.Tensor, iterations: int, distributed: bool, peak: torch.Tensor) -> torch.Tensor:
     """SwAV's own iterations on Q = exp(scores / eps - max): two sums per iteration, no logs."""
-    q = (log_q - peak).exp()
+    q = (log_q - peak).exp_()
     num_prototypes = q.shape[1]
+    # In place (the same values): Q is (batch + queue) x prototypes, re-read and re-written 2x per iteration.
     for _ in range(iterations):
         column_sums = q.sum(dim=0)
         if distributed:
             dist.all_reduce(column_sums)
-        q = q / (column_sums * num_prototypes)
-        q = q / q.sum(dim=1, keepdim=True)
-    return q / q.sum(dim=1, keepdim=True) if iterations == 0 else q
+        q.div_(column_sums * num_prototypes)
+        q.div_(q.sum(dim=1, keepdim=True))
+    return q.div_(q.sum(dim=1, keepdim=True)) if iterations == 0 else q
 
 
 def _sinkhorn_log(log_q: torch.Tensor, iterations: int, distributed: bool) -> torch.Tensor:

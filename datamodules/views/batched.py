@@ -46,6 +46,11 @@ class BatchableOp(torch.nn.Module):
         return self.apply(img, self.draw(tuple(img.shape)))
 
 
+def per_image(values: Tensor, imgs: Tensor) -> Tensor:
+    """(N,) per-image values as (N, 1, ..., 1) on the images' device, to broadcast over a batch."""
+    return values.to(imgs.device).view(-1, *(1,) * (imgs.dim() - 1))
+
+
 def split_params(params: Tensor, ops: Sequence[BatchableOp]) -> list[Tensor]:
     """The (N, P) parameters of a chain of ops cut into each op's (N, param_count) columns."""
     return list(params.split([op.param_count for op in ops], dim=-1)) if ops else []

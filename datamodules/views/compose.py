@@ -75,21 +75,16 @@ class MultiView(torch.nn.Module):
         for view in {id(v): v for v in self.output_views() if v is not None}.values():
             view.expect_variable_size_input()
 
+    def _output_parts(self) -> list:
+        """The module that makes each output position (a multi-crop's crops one by one)."""
+        return [part for view in self.views for part in (view.output_views() if hasattr(view, "output_views") else [view])]
+
     def output_views(self) -> list:
         """For each output position, the `View` that makes it, or None when it comes finished."""
-        outputs = []
-        for view in self.views:
-            parts = view.output_views() if hasattr(view, "output_views") else [view]
-            outputs.extend(part if isinstance(part, View) else None for part in parts)
-        return outputs
+        return [part if isinstance(part, View) else None for part in self._output_parts()]
 
     def plan(self, img: torch.Tensor):
-        outputs = []
-        for view in self.views:
-            if hasattr(view, "output_views"):
-                outputs.extend(part.plan(img) if isinstance(part, View) else part(img) for part in view.output_views())
-            else:
-                outputs.append(view.plan(img) if isinstance(view, View) else view(img))
+        outputs = [part.plan(img) if isinstance(part, View) else part(img) for part in self._output_parts()]
         return outputs[0] if len(outputs) == 1 else outputs
 
     def finish_batch(self, planned):

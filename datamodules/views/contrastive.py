@@ -20,10 +20,10 @@ import math
 import torch
 from torchvision.transforms import v2
 
-from .batched import BatchableOp, split_params
+from .batched import BatchableOp, per_image, split_params
 from .compose import View
 from .geometry import RandomHorizontalFlip, RandomResizedCropFloat
-from .normalize import _float32_values
+from .normalize import _float32_values, standardisation
 
 _CONSTANTS = {
     # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma, with 0.2989 for red).
@@ -41,11 +41,6 @@ _CONSTANTS = {
 def _constant(name: str, device: torch.device) -> torch.Tensor:
     """The float32 constant `name` of `_CONSTANTS` on `device`, copied once per device."""
     return _CONSTANTS[name].to(device)
-
-
-def _per_image(column: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:
-    """An (N,) column of a batch's parameters as (N, 1, 1, 1) on the images' device, to broadcast over them."""
-    return column.to(imgs.device).view(-1, *(1,) * (imgs.dim() - 1))
 
 
 def _float32(p: float) -> float:
@@ -157,8 +152,8 @@ class ColorJitter(BatchableOp):
         order, factors = params[:, :4], params[:, 4:].float()
         for position in range(4):
             for i in self._enabled:
-                chosen = _per_image(order[:, position] == i, imgs)
-                imgs = torch.where(chosen, _JITTER_OPS[i](imgs, _per_image(factors[:, i], imgs)), imgs)
+                chosen = per_image(order[:, position] == i, imgs)
+                imgs = torch.where(chosen, _JITTER_OPS[i](imgs, per_image(factors[:, i], imgs)), imgs)
         return imgs
 
     def extra_repr(self) -> str:
@@ -218,7 +213,7 @@ class RandomApply(BatchableOp):
         out = imgs
         for op, op_params in zip(ops, split_params(params[:, 1:], ops)):
             out = op.apply_batch(out, op_params)
-        return torch.where(_per_image(params[:, 0].bool(), imgs), out, imgs)
+        return torch.where(per_image(params[:, 0].bool(), imgs), out, imgs)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -247,7 +242,7 @@ class RandomGrayscale(BatchableOp):
     def apply_batch(self, imgs: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         if imgs.shape[-3] == 1:
             return imgs
-        return torch.where(_per_image(params[:, 0].bool(), imgs), rgb_to_gray(imgs), imgs)
+        return torch.where(per_image(params[:, 0].bool(), imgs), rgb_to_gray(imgs), imgs)
 
 
 def _gaussian_kernel1d(size: int, sigma, device: torch.device) -> torch.Tensor:
@@ -322,14 +317,6 @@ class GaussianBlur(BatchableOp):
         return f"kernel_size={self.kernel_size}, sigma={self.sigma}"
 
 
-@functools.lru_cache(maxsize=64)
-def _unit_scale_and_shift(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1 / std, -mean / std) as float32 (C, 1, 1), computed on the CPU and copied to `device`."""
-    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    return (1.0 / std_t).to(device), (-mean_t / std_t).to(device)
-
-
 class UnitNormalize(torch.nn.Module):
     """float32 (C, H, W) or (N, C, H, W) in [0, 1] -> standardised per channel, on the image's
     device: the float counterpart of `Normalize`."""
@@ -337,12 +324,11 @@ class UnitNormalize(torch.nn.Module):
     def __init__(self, mean, std):
         super().__init__()
         self.mean, self.std = _float32_values(mean), _float32_values(std)
-        self.scale, self.shift = _unit_scale_and_shift(self.mean, self.std, torch.device("cpu"))
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if not img.is_floating_point():
             raise TypeError(f"UnitNormalize expects float images in [0, 1], got {img.dtype}")
-        scale, shift = _unit_scale_and_shift(self.mean, self.std, img.device)
+        scale, shift = standardisation(self.mean, self.std, 1.0, img.device)
         return torch.addcmul(shift, img, scale)
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from .batched import BatchableOp
+from .batched import BatchableOp, per_image
 
 # Largest table of cached flat indices RandomTranslate keeps per image shape, in elements
 # (int64, so 8 MiB): every (dy, dx) of a 3x32x32 image with pad 4 takes 81 * 3072.
@@ -120,8 +120,7 @@ class RandomHorizontalFlip(BatchableOp):
         return img.flip(-1) if params[0] else img
 
     def apply_batch(self, imgs: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        flip = params[:, 0].to(imgs.device).bool().view(-1, *(1,) * (imgs.dim() - 1))
-        return torch.where(flip, imgs.flip(-1), imgs)
+        return torch.where(per_image(params[:, 0].bool(), imgs), imgs.flip(-1), imgs)
 
 
 # Resizes whose input and output sides are all at most this are done as two small matmuls.

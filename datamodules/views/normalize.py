@@ -8,17 +8,18 @@ _CPU = torch.device("cpu")
 
 
 @functools.lru_cache(maxsize=64)
-def _scale_and_shift(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1 / (255 std), -mean / std) as float32 (C, 1, 1) on the CPU."""
+def standardisation(mean: tuple[float, ...], std: tuple[float, ...], pixel_range: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 / (pixel_range std), -mean / std) as float32 (C, 1, 1), computed on the CPU and copied to
+    `device`: x * scale + shift standardises pixels in [0, pixel_range] (255: uint8, 1: float)."""
     std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    return 1.0 / (255.0 * std_t), -mean_t / std_t
+    return (1.0 / (pixel_range * std_t)).to(device), (-mean_t / std_t).to(device)
 
 
 @functools.lru_cache(maxsize=64)
 def _value_table(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> torch.Tensor:
     """(C, 256): the CPU's output for every uint8 value in every channel, on `device`."""
-    scale, shift = _scale_and_shift(mean, std)
+    scale, shift = standardisation(mean, std, 255.0, _CPU)
     values = torch.arange(256, dtype=torch.float32).view(1, 1, 256)
     return torch.addcmul(shift, values, scale).view(-1, 256).to(device)
 
@@ -38,7 +39,7 @@ class Normalize(torch.nn.Module):
     def __init__(self, mean, std):
         super().__init__()
         self.mean, self.std = _float32_values(mean), _float32_values(std)
-        self.scale, self.shift = _scale_and_shift(self.mean, self.std)
+        self.scale, self.shift = standardisation(self.mean, self.std, 255.0, _CPU)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if img.dtype != torch.uint8:

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor
 
-from .batched import BatchableOp
+from .batched import BatchableOp, per_image
 
 # --- PIL's pointwise and blending ops -------------------------------------------------
 
@@ -115,15 +115,10 @@ def contrast(img: Tensor, factor: float) -> Tensor:
     return _blend(float(mean), x, factor)
 
 
-def _per_image(values: Tensor) -> Tensor:
-    """(N,) values as (N, 1, 1, 1), to broadcast over (N, C, H, W) images."""
-    return values.view(-1, 1, 1, 1)
-
-
 def _color_batch(imgs: Tensor, factors: Tensor) -> Tensor:
     if imgs.shape[1] == 1:
         return imgs
-    return _blend(_gray_batch(imgs), imgs.float(), _per_image(factors))
+    return _blend(_gray_batch(imgs), imgs.float(), per_image(factors, imgs))
 
 
 def _contrast_batch(imgs: Tensor, factors: Tensor) -> Tensor:
@@ -132,7 +127,7 @@ def _contrast_batch(imgs: Tensor, factors: Tensor) -> Tensor:
     # within 1e-13 of sum / n, far less than sum / n + 0.5 can be from an integer it is not.
     n = gray[0].numel()
     mean = gray.sum(dim=(1, 2, 3), dtype=torch.int64).mul_(2).add_(n).div_(2 * n, rounding_mode="floor")
-    return _blend(_per_image(mean.float()), imgs.float(), _per_image(factors))
+    return _blend(per_image(mean.float(), imgs), imgs.float(), per_image(factors, imgs))
 
 
 @functools.lru_cache(maxsize=16)
@@ -179,7 +174,7 @@ def _sharpness_batch(imgs: Tensor, factors: Tensor) -> Tensor:
     smoothed = x.clone()  # PIL copies the border unfiltered
     # floor((sum + 6) / 13) of `sharpness`, whose float32 quotient is never within rounding of an integer above.
     smoothed[..., 1:-1, 1:-1] = box.add_(x[..., 1:-1, 1:-1], alpha=4).add_(6).div_(13, rounding_mode="floor")
-    return _blend(smoothed.float(), imgs.float(), _per_image(factors))
+    return _blend(smoothed.float(), imgs.float(), per_image(factors, imgs))
 
 
 def _autocontrast_planes(planes: Tensor) -> Tensor:
@@ -480,12 +475,12 @@ def apply_op_batch(
     if name in _BATCH_OPS_WITHOUT_PARAMETER:
         return _BATCH_OPS_WITHOUT_PARAMETER[name](imgs)
     levels = magnitudes.to(imgs.device, torch.long) * 2 + (signs.to(imgs.device) < 0)
-    per_image = _level_table(name, variant, magnitude_bound, *imgs.shape[-2:], imgs.device)[levels]
+    parameters = _level_table(name, variant, magnitude_bound, *imgs.shape[-2:], imgs.device)[levels]
     if name in GEOMETRIC_OPS:
-        return _affine_batch(imgs, per_image, fill)
+        return _affine_batch(imgs, parameters, fill)
     if name in _POINTWISE_OPS:
-        return per_image.take_along_dim(imgs.reshape(len(imgs), -1).long(), dim=1).view_as(imgs)
-    return _BATCH_OPS_WITH_FACTOR[name](imgs, per_image)
+        return parameters.take_along_dim(imgs.reshape(len(imgs), -1).long(), dim=1).view_as(imgs)
+    return _BATCH_OPS_WITH_FACTOR[name](imgs, parameters)
 
 
 class FixMatchRandAugment(BatchableOp):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch.utils.data import DataLoader, Dataset
 
 from benchmark_common import REPO, machine_info
@@ -144,30 +145,16 @@ def loader_rate(dataset: Dataset, workers: int, batch: int, seconds: float) -> f
     return count / (time.perf_counter() - start)
 
 
-def finish_rate(views, planned_batch, device: torch.device, repeats: int) -> float:
-    """Source images/s of `MultiView.finish_batch` on the device for one collated planned batch."""
-    moved = _to_device(planned_batch, device)
+def finish_rate(views, planned_batch, batch: int, device: torch.device, repeats: int) -> float:
+    """Source images/s of `MultiView.finish_batch` on the device for one collated planned batch of `batch` images."""
+    moved = move_data_to_device(planned_batch, device)
     views.finish_batch(moved)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         views.finish_batch(moved)
     synchronize(device)
-    return repeats * len(_first_tensor(moved)) / (time.perf_counter() - start)
-
-
-def _to_device(item, device):
-    if isinstance(item, torch.Tensor):
-        return item.to(device)
-    if isinstance(item, dict):
-        return {k: _to_device(v, device) for k, v in item.items()}
-    return [_to_device(v, device) for v in item]
-
-
-def _first_tensor(item):
-    while not isinstance(item, torch.Tensor):
-        item = next(iter(item.values())) if isinstance(item, dict) else item[0]
-    return item
+    return repeats * batch / (time.perf_counter() - start)
 
 
 def supply_rates(view: str, images: torch.Tensor, device: torch.device, workers: list[int], batch: int, seconds: float) -> dict:
@@ -177,7 +164,7 @@ def supply_rates(view: str, images: torch.Tensor, device: torch.device, workers:
         result["per_item_workers"][n] = loader_rate(ViewDataset(images, views), n, batch, seconds)
         result["plan_only_workers"][n] = loader_rate(ViewDataset(images, views.plan), n, batch, seconds)
     planned = next(iter(DataLoader(ViewDataset(images, views.plan), batch_size=batch)))
-    result["device_finish_images_per_s"] = finish_rate(views, planned, device, repeats=5)
+    result["device_finish_images_per_s"] = finish_rate(views, planned, batch, device, repeats=5)
     result["device_path_supply"] = {n: min(rate, result["device_finish_images_per_s"]) for n, rate in result["plan_only_workers"].items()}
     return result
 

@@ -371,9 +371,6 @@ class AlternatingTimer(L.Callback):
         self.pixels = ForwardedPixels(pl_module)
         self.pixels.counting = True  # the first step only (every step forwards the same)
 
-    def on_train_batch_end_count(self) -> None:
-        self.pixels.counting = False
-
     def _mark(self, name: str) -> None:
         sync()
         self.marks.setdefault(name, time.perf_counter())
@@ -400,7 +397,7 @@ class AlternatingTimer(L.Callback):
             self._mark("backward_done")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.on_train_batch_end_count()
+        self.pixels.counting = False
         if batch_idx == self.profile_batch:
             self._profiler.__exit__(None, None, None)
             self.profiles = {"method": op_categories(self._profiler), "bare": self._profiled(self.bare)}

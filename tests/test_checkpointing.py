@@ -63,12 +63,15 @@ def test_last_checkpoint_on_a_step_interval(tmp_path):
     assert not list(checkpoints.glob(".*partial*")) and not (checkpoints / "last-staged.ckpt").exists()
 
 
-def test_sigterm_saves_exits_non_zero_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("augment_on", ["workers", "device"])
+def test_sigterm_saves_exits_non_zero_and_resumes_exactly(tmp_path, augment_on):
     """The signal reaches every process of the group, the loader workers too (without their
-    ignoring it, a dead worker crashed the run with exit status 1 and nothing saved)."""
+    ignoring it, a dead worker crashed the run with exit status 1 and nothing saved). With the
+    views finished on the device the resumed run sees the same pixels too."""
     stopped = tmp_path / "stopped"
     signal_at = ["--trainer.callbacks+=cli_faults.SignalAtStep", "--trainer.callbacks.step", "4"]
-    with_workers = ["--data.num_workers", "1", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"]
+    with_workers = ["--data.num_workers", "1", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
+                    "--data.augment_on", augment_on]
     process = _sslzoo(_args(stopped, "--trainer.max_steps", "9", *with_workers, *signal_at))
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 128 + signal.SIGTERM, output
